@@ -1,0 +1,350 @@
+//! Model configuration: one parametrised decoder for Llama / SmolLM2 / Qwen2 / Qwen3,
+//! read from HF `config.json` or GGUF metadata and written back as HF `config.json`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{ModelError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// Llama 2/3.x and SmolLM2 (HF `model_type = "llama"`).
+    Llama,
+    /// Qwen2 / Qwen2.5: bias on q, k, v.
+    Qwen2,
+    /// Qwen3: RMSNorm on q and k per head, no bias.
+    Qwen3,
+}
+
+impl Architecture {
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+        }
+    }
+
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+
+    pub fn parse(model_type: &str) -> Option<Self> {
+        match model_type {
+            "llama" | "smollm2" | "smollm" => Some(Architecture::Llama),
+            "qwen2" => Some(Architecture::Qwen2),
+            "qwen3" => Some(Architecture::Qwen3),
+            _ => None,
+        }
+    }
+}
+
+/// Llama-3 style frequency-dependent RoPE scaling (`rope_type = "llama3"`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// Bias on the q, k, v projections (Qwen2; Llama with `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Llama with `attention_bias`).
+    pub o_bias: bool,
+    /// Per-head RMSNorm on q and k before RoPE (Qwen3).
+    pub qk_norm: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+fn get_usize(v: &Value, key: &str) -> Option<usize> {
+    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
+}
+
+fn get_f64(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn token_ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+impl ModelConfig {
+    /// Parse an HF `config.json`.
+    pub fn from_hf_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ModelError::MissingFile { path: path.into() }
+            } else {
+                ModelError::Io {
+                    path: path.into(),
+                    source,
+                }
+            }
+        })?;
+        Self::from_hf_json(&text, path)
+    }
+
+    pub fn from_hf_json(text: &str, path: &Path) -> Result<Self> {
+        let err = |msg: String| ModelError::Config {
+            path: path.into(),
+            msg,
+        };
+        let v: Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(err("top level is not a JSON object".into()));
+        }
+        let model_type = v
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("missing string field `model_type`".into()))?;
+        let arch =
+            Architecture::parse(model_type).ok_or_else(|| ModelError::UnknownArchitecture {
+                path: path.into(),
+                model_type: model_type.into(),
+            })?;
+        let need = |key: &str| {
+            get_usize(&v, key).ok_or_else(|| err(format!("missing or non-integer field `{key}`")))
+        };
+        let hidden_size = need("hidden_size")?;
+        let num_heads = need("num_attention_heads")?;
+        let num_kv_heads = get_usize(&v, "num_key_value_heads").unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(err(format!(
+                "num_attention_heads {num_heads} must be a positive multiple of num_key_value_heads {num_kv_heads}"
+            )));
+        }
+        let head_dim = match v.get("head_dim") {
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| err("`head_dim` is not an integer".into()))?,
+            _ => {
+                if hidden_size % num_heads != 0 {
+                    return Err(err(format!("hidden_size {hidden_size} not divisible by num_attention_heads {num_heads}")));
+                }
+                hidden_size / num_heads
+            }
+        };
+        if head_dim % 2 != 0 {
+            return Err(err(format!("head_dim {head_dim} must be even for RoPE")));
+        }
+        // transformers 5 moved rope settings under `rope_parameters`.
+        let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
+        let rope_theta = get_f64(&v, "rope_theta")
+            .or_else(|| rope_params.and_then(|p| get_f64(p, "rope_theta")))
+            .unwrap_or(10000.0);
+        let scaling = v
+            .get("rope_scaling")
+            .filter(|s| s.is_object())
+            .or(rope_params);
+        let rope_scaling =
+            match scaling {
+                Some(s) => {
+                    let ty = s
+                        .get("rope_type")
+                        .or_else(|| s.get("type"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("default");
+                    match ty {
+                        "default" => None,
+                        "llama3" => Some(Llama3RopeScaling {
+                            factor: get_f64(s, "factor")
+                                .ok_or_else(|| err("rope_scaling.factor missing".into()))?,
+                            low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
+                            high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
+                            original_max_position_embeddings: get_usize(
+                                s,
+                                "original_max_position_embeddings",
+                            )
+                            .unwrap_or(8192),
+                        }),
+                        other => return Err(err(format!(
+                            "unsupported rope_scaling type {other:?} (supported: default, llama3)"
+                        ))),
+                    }
+                }
+                None => None,
+            };
+        let attention_bias = v
+            .get("attention_bias")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (qkv_bias, o_bias, qk_norm) = match arch {
+            Architecture::Llama => (attention_bias, attention_bias, false),
+            Architecture::Qwen2 => (true, false, false),
+            Architecture::Qwen3 => (attention_bias, attention_bias, true),
+        };
+        Ok(ModelConfig {
+            arch,
+            vocab_size: need("vocab_size")?,
+            hidden_size,
+            intermediate_size: need("intermediate_size")?,
+            num_layers: need("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: get_f64(&v, "rms_norm_eps").unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: get_usize(&v, "max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            qkv_bias,
+            o_bias,
+            qk_norm,
+            bos_token_id: v
+                .get("bos_token_id")
+                .and_then(Value::as_u64)
+                .map(|x| x as u32),
+            eos_token_ids: token_ids(v.get("eos_token_id")),
+        })
+    }
+
+    /// The HF `config.json` transformers would write for this model.
+    pub fn to_hf_json(&self, torch_dtype: &str) -> Value {
+        let mut v = json!({
+            "architectures": [self.arch.hf_class()],
+            "model_type": self.arch.model_type(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "torch_dtype": torch_dtype,
+            "use_cache": true,
+            "initializer_range": 0.02,
+        });
+        let obj = v.as_object_mut().expect("json! object");
+        obj.insert(
+            "rope_scaling".into(),
+            match &self.rope_scaling {
+                Some(s) => json!({
+                    "rope_type": "llama3",
+                    "factor": s.factor,
+                    "low_freq_factor": s.low_freq_factor,
+                    "high_freq_factor": s.high_freq_factor,
+                    "original_max_position_embeddings": s.original_max_position_embeddings,
+                }),
+                None => Value::Null,
+            },
+        );
+        match self.arch {
+            Architecture::Llama => {
+                obj.insert("attention_bias".into(), json!(self.qkv_bias));
+                obj.insert("mlp_bias".into(), json!(false));
+            }
+            Architecture::Qwen2 => {
+                obj.insert("use_sliding_window".into(), json!(false));
+                obj.insert("sliding_window".into(), Value::Null);
+            }
+            Architecture::Qwen3 => {
+                obj.insert("attention_bias".into(), json!(self.qkv_bias));
+            }
+        }
+        if let Some(b) = self.bos_token_id {
+            obj.insert("bos_token_id".into(), json!(b));
+        }
+        match self.eos_token_ids.as_slice() {
+            [] => {}
+            [one] => {
+                obj.insert("eos_token_id".into(), json!(one));
+            }
+            many => {
+                obj.insert("eos_token_id".into(), json!(many));
+            }
+        }
+        v
+    }
+
+    /// Number of parameters (counting a tied embedding once).
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        let mut layer = h * q + 2 * h * kv + q * h + 3 * h * self.intermediate_size + 2 * h;
+        if self.qkv_bias {
+            layer += q + 2 * kv;
+        }
+        if self.o_bias {
+            layer += h;
+        }
+        if self.qk_norm {
+            layer += 2 * self.head_dim;
+        }
+        let mut n = self.vocab_size * h + self.num_layers * layer + h;
+        if !self.tie_word_embeddings {
+            n += self.vocab_size * h;
+        }
+        n
+    }
+
+    /// RoPE inverse frequencies, with Llama-3 scaling applied when configured.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let d = self.head_dim;
+        let base: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / d as f64))
+            .collect();
+        let Some(s) = self.rope_scaling else {
+            return base.into_iter().map(|x| x as f32).collect();
+        };
+        let old_ctx = s.original_max_position_embeddings as f64;
+        let low_wavelen = old_ctx / s.low_freq_factor;
+        let high_wavelen = old_ctx / s.high_freq_factor;
+        base.into_iter()
+            .map(|f| {
+                let wavelen = 2.0 * std::f64::consts::PI / f;
+                let scaled = if wavelen > low_wavelen {
+                    f / s.factor
+                } else if wavelen < high_wavelen {
+                    f
+                } else {
+                    let smooth = (old_ctx / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
+                    (1.0 - smooth) * f / s.factor + smooth * f
+                };
+                scaled as f32
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,27 @@
+//! rlvr-models: decoder models (Llama / SmolLM2 / Qwen2 / Qwen3) for rlvr.
+//!
+//! One parametrised decoder whose weights are candle `Var`s with HF names; attention is injected
+//! (see [`attention::Attention`]) so the trainer and the paged runtime share one model and one
+//! copy of the weights. Loads HF safetensors and GGUF, tokenizers and chat templates, resolves
+//! Hub ids, and saves HF-compatible directories.
+
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod loaded;
+pub mod logprobs;
+pub mod model;
+pub mod source;
+pub mod tokenizer;
+pub mod weights;
+
+pub use attention::{Attention, CausalAttention};
+pub use config::{Architecture, ModelConfig};
+pub use error::{ModelError, Result};
+pub use loaded::{load, load_source, save_hf_dir, LoadOptions, LoadedModel};
+pub use model::{Mode, Model};
+pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_ID};
+pub use tokenizer::{ChatMessage, TextTokenizer};
+
+pub use candle_core;

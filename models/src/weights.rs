@@ -1,0 +1,182 @@
+//! HF safetensors: load (single file or sharded) and save with HF tensor names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::error::{ModelError, Result};
+
+fn io_err(path: &Path, source: std::io::Error) -> ModelError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        ModelError::MissingFile { path: path.into() }
+    } else {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The safetensors files of an HF directory: `model.safetensors`, or the shards listed in
+/// `model.safetensors.index.json`.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
+        return Err(ModelError::MissingFile { path: single });
+    }
+    let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Safetensors {
+        path: index.clone(),
+        msg: format!("index is not JSON: {e}"),
+    })?;
+    let map = v
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ModelError::Safetensors {
+            path: index.clone(),
+            msg: "index has no `weight_map` object".into(),
+        })?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// Read every tensor of one safetensors file onto the CPU (f32/f16/bf16 kept as stored).
+pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let dtype = match view.dtype() {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(ModelError::UnsupportedDType {
+                    path: path.into(),
+                    name,
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu).map_err(
+            |e| ModelError::Safetensors {
+                path: path.into(),
+                msg: format!("tensor {name}: {e}"),
+            },
+        )?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Load all tensors of an HF directory (all shards). Errors name the shard.
+pub fn load_dir_tensors(dir: &Path) -> Result<(HashMap<String, Tensor>, PathBuf)> {
+    let files = safetensors_files(dir)?;
+    let mut all = HashMap::new();
+    for f in &files {
+        all.extend(load_safetensors_file(f)?);
+    }
+    let origin = if files.len() == 1 {
+        files[0].clone()
+    } else {
+        dir.join("model.safetensors.index.json")
+    };
+    Ok((all, origin))
+}
+
+/// Write tensors (converted to `dtype`) to one safetensors file, atomically.
+pub fn save_safetensors(
+    tensors: &BTreeMap<String, Tensor>,
+    dtype: DType,
+    path: &Path,
+) -> Result<()> {
+    let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t
+            .to_device(&Device::Cpu)
+            .and_then(|t| t.to_dtype(dtype))
+            .and_then(|t| t.contiguous())
+            .map_err(|source| ModelError::Candle {
+                context: format!("saving tensor {name}"),
+                source,
+            })?;
+        let bytes = tensor_bytes(&t).map_err(|source| ModelError::Candle {
+            context: format!("saving tensor {name}"),
+            source,
+        })?;
+        data.push((name.clone(), bytes, t.dims().to_vec()));
+    }
+    let st_dtype = match dtype {
+        DType::F32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        other => {
+            return Err(ModelError::UnsupportedDType {
+                path: path.into(),
+                name: "*".into(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, b, s)| {
+            safetensors::tensor::TensorView::new(st_dtype, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| ModelError::Safetensors {
+                    path: path.into(),
+                    msg: format!("tensor {n}: {e}"),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let tmp = path.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
+        ModelError::Safetensors {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        }
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {
+    Ok(match t.dtype() {
+        DType::F32 => t
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        DType::F16 => t
+            .flatten_all()?
+            .to_vec1::<half::f16>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        DType::BF16 => t
+            .flatten_all()?
+            .to_vec1::<half::bf16>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        other => candle_core::bail!("cannot serialise dtype {other:?}"),
+    })
+}
