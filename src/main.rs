@@ -1,1 +1,46 @@
-fn main() {}
+//! rlvr: reinforcement learning with verifiable rewards for language models, in one binary.
+
+mod bench;
+mod common;
+mod model_cmds;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rlvr",
+    version,
+    about = "Reinforcement learning with verifiable rewards for language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Resolve and cache a model; print where it is and its parameter count.
+    Pull(model_cmds::PullArgs),
+    /// Per-token log-probs and entropies of JSONL inputs under a model.
+    Score(model_cmds::ScoreArgs),
+    /// Write a model as a Hugging Face directory (e.g. GGUF → safetensors).
+    Export(model_cmds::ExportArgs),
+    /// Benchmarks that print one JSON line.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match &cli.command {
+        Command::Pull(a) => model_cmds::pull(a),
+        Command::Score(a) => model_cmds::score(a),
+        Command::Export(a) => model_cmds::export(a),
+        Command::Bench(b) => bench::run(b),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -169,34 +169,35 @@ impl ModelConfig {
             .get("rope_scaling")
             .filter(|s| s.is_object())
             .or(rope_params);
-        let rope_scaling =
-            match scaling {
-                Some(s) => {
-                    let ty = s
-                        .get("rope_type")
-                        .or_else(|| s.get("type"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("default");
-                    match ty {
-                        "default" => None,
-                        "llama3" => Some(Llama3RopeScaling {
-                            factor: get_f64(s, "factor")
-                                .ok_or_else(|| err("rope_scaling.factor missing".into()))?,
-                            low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
-                            high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
-                            original_max_position_embeddings: get_usize(
-                                s,
-                                "original_max_position_embeddings",
-                            )
-                            .unwrap_or(8192),
-                        }),
-                        other => return Err(err(format!(
+        let rope_scaling = match scaling {
+            Some(s) => {
+                let ty = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                match ty {
+                    "default" => None,
+                    "llama3" => Some(Llama3RopeScaling {
+                        factor: get_f64(s, "factor")
+                            .ok_or_else(|| err("rope_scaling.factor missing".into()))?,
+                        low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
+                        high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
+                        original_max_position_embeddings: get_usize(
+                            s,
+                            "original_max_position_embeddings",
+                        )
+                        .unwrap_or(8192),
+                    }),
+                    other => {
+                        return Err(err(format!(
                             "unsupported rope_scaling type {other:?} (supported: default, llama3)"
-                        ))),
+                        )))
                     }
                 }
-                None => None,
-            };
+            }
+            None => None,
+        };
         let attention_bias = v
             .get("attention_bias")
             .and_then(Value::as_bool)

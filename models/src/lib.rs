@@ -25,3 +25,4 @@ pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_I
 pub use tokenizer::{ChatMessage, TextTokenizer};
 
 pub use candle_core;
+pub use tokenizers;

@@ -1,0 +1,114 @@
+//! Shared CLI pieces: model and device options, loading with a message, JSONL reading.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use rlvr_models::{LoadOptions, LoadedModel, ResolveOptions};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Local HF directory, .gguf file, Hub id (owner/name) or `default` (SmolLM2-135M-Instruct).
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Hub revision (branch, tag or commit).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// cpu, cuda or cuda:N (default: cuda when built with it and a GPU is present, else cpu).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Compute dtype: f32, bf16 or f16 (default f32 on CPU, bf16 on CUDA).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+pub fn device(spec: Option<&str>) -> Result<Device> {
+    match spec {
+        None => Ok(default_device()),
+        Some("cpu") => Ok(Device::Cpu),
+        Some(s) if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal: usize = match s.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("bad device ordinal in {s:?}"))?,
+                None => 0,
+            };
+            if !cfg!(feature = "cuda") {
+                bail!("--device {s}: this rlvr binary was built without the `cuda` feature");
+            }
+            Device::new_cuda(ordinal)
+                .with_context(|| format!("opening CUDA device {ordinal} (no CUDA device?)"))
+        }
+        Some(other) => bail!("unknown device {other:?} (expected cpu, cuda or cuda:N)"),
+    }
+}
+
+fn default_device() -> Device {
+    if cfg!(feature = "cuda") {
+        if let Ok(d) = Device::new_cuda(0) {
+            return d;
+        }
+    }
+    Device::Cpu
+}
+
+pub fn dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
+    Ok(match spec {
+        None if device.is_cuda() => DType::BF16,
+        None => DType::F32,
+        Some("f32") | Some("float32") => DType::F32,
+        Some("bf16") | Some("bfloat16") => DType::BF16,
+        Some("f16") | Some("float16") => DType::F16,
+        Some(other) => bail!("unknown dtype {other:?} (expected f32, bf16 or f16)"),
+    })
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        let device = device(self.device.as_deref())?;
+        let dtype = dtype(self.dtype.as_deref(), &device)?;
+        let opts = LoadOptions {
+            dtype,
+            device,
+            resolve: ResolveOptions {
+                revision: self.revision.clone(),
+                offline: false,
+            },
+        };
+        let m = rlvr_models::load(&self.model, &opts)
+            .with_context(|| format!("loading model {:?}", self.model))?;
+        eprintln!("rlvr: model {}: {}", self.model, m.description);
+        Ok(m)
+    }
+}
+
+/// Read a JSONL file into values; a bad line is an error naming the file and line.
+pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = vec![];
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: reading", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Peak resident set size of this process in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
