@@ -1,0 +1,37 @@
+use rlvr_models::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    #[error("tensor op in {context}: {source}")]
+    Candle {
+        context: &'static str,
+        #[source]
+        source: candle_core::Error,
+    },
+
+    #[error("request {index}: {msg}")]
+    BadRequest { index: usize, msg: String },
+
+    #[error("KV cache too small: request {index} needs {needed} blocks of {block_size} tokens but the pool has only {total} (raise the KV memory budget or lower max_new_tokens)")]
+    KvTooSmall {
+        index: usize,
+        needed: usize,
+        total: usize,
+        block_size: usize,
+    },
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for candle_core::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T> {
+        self.map_err(|source| RuntimeError::Candle { context, source })
+    }
+}

@@ -1,0 +1,22 @@
+//! rlvr-runtime: the paged-attention generation engine of rlvr.
+//!
+//! - [`block_manager`]: fixed-size KV blocks with reference counts (group prompt sharing).
+//! - [`paged_attention`]: the KV backend trait and the CPU backend (attention over block tables).
+//! - [`sampler`]: temperature / top-k / top-p / min-p with per-request seeds; raw log-probs and
+//!   entropies.
+//! - [`engine`]: continuous batching, group prefill + fork, copy-on-write, preemption.
+//! - [`naive`]: a full-recompute reference generator (tests and the no-cache baseline).
+
+pub mod block_manager;
+pub mod engine;
+pub mod error;
+pub mod naive;
+pub mod paged_attention;
+pub mod rng;
+pub mod sampler;
+pub mod sequence;
+
+pub use engine::{Engine, EngineConfig, EngineStats};
+pub use error::{Result, RuntimeError};
+pub use sampler::{SamplingParams, TokenChoice};
+pub use sequence::{Completion, FinishReason, Request};

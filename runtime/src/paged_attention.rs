@@ -1,0 +1,193 @@
+//! Paged KV cache and attention over block tables (CPU backend).
+//!
+//! One forward pass handles a packed batch: all scheduled tokens of all sequences in one row
+//! (`[1, T]`), prefill chunks and decode tokens alike. Each token knows its sequence, position and
+//! cache slot; it attends to positions `0..=pos` of its own sequence through the block table.
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use rlvr_models::{Attention, ModelConfig};
+
+/// Where one scheduled token lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSlot {
+    /// Index into [`StepLayout::block_tables`].
+    pub seq: u32,
+    /// Position in its sequence (RoPE position and causal limit).
+    pub pos: u32,
+    /// Cache slot: block id × block size + offset.
+    pub slot: u32,
+}
+
+/// The attention metadata of one engine step; the model never sees the scheduler.
+#[derive(Debug, Clone, Default)]
+pub struct StepLayout {
+    pub tokens: Vec<TokenSlot>,
+    pub block_tables: Vec<Vec<u32>>,
+}
+
+/// A KV cache backend: owns the block pool's storage and produces the attention of a step.
+pub trait KvBackend: Send {
+    fn num_blocks(&self) -> usize;
+    fn block_size(&self) -> usize;
+    /// Copy one block's keys and values (all layers) for copy-on-write.
+    fn copy_block(&mut self, src: u32, dst: u32) -> candle_core::Result<()>;
+    /// The attention implementation for one forward over `layout`.
+    fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a>;
+}
+
+/// KV storage in host memory: per layer, `[num_blocks × block_size, n_kv_heads, head_dim]` f32.
+pub struct CpuKvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    num_blocks: usize,
+    block_size: usize,
+    n_kv: usize,
+    head_dim: usize,
+}
+
+impl CpuKvCache {
+    pub fn bytes_per_block(cfg: &ModelConfig, block_size: usize) -> usize {
+        2 * cfg.num_layers
+            * block_size
+            * cfg.num_kv_heads
+            * cfg.head_dim
+            * std::mem::size_of::<f32>()
+    }
+
+    pub fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> Self {
+        let per_layer = num_blocks * block_size * cfg.num_kv_heads * cfg.head_dim;
+        Self {
+            k: (0..cfg.num_layers).map(|_| vec![0f32; per_layer]).collect(),
+            v: (0..cfg.num_layers).map(|_| vec![0f32; per_layer]).collect(),
+            num_blocks,
+            block_size,
+            n_kv: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+        }
+    }
+}
+
+impl KvBackend for CpuKvCache {
+    fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    fn copy_block(&mut self, src: u32, dst: u32) -> candle_core::Result<()> {
+        let n = self.block_size * self.n_kv * self.head_dim;
+        let (s, d) = (src as usize * n, dst as usize * n);
+        for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
+            layer.copy_within(s..s + n, d);
+        }
+        Ok(())
+    }
+
+    fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a> {
+        Box::new(CpuPagedAttention {
+            cache: self,
+            layout,
+        })
+    }
+}
+
+struct CpuPagedAttention<'a> {
+    cache: &'a mut CpuKvCache,
+    layout: &'a StepLayout,
+}
+
+fn flat_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators let the compiler vectorise.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+impl Attention for CpuPagedAttention<'_> {
+    fn attend(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, nh, d) = q.dims4()?;
+        if b != 1 || t != self.layout.tokens.len() {
+            candle_core::bail!(
+                "paged attention expects a packed [1, {}] batch, got q {:?}",
+                self.layout.tokens.len(),
+                q.dims()
+            );
+        }
+        let nkv = self.cache.n_kv;
+        let bs = self.cache.block_size;
+        let group = nh / nkv;
+        let row = nkv * d;
+        let (qv, kv, vv) = (flat_f32(q)?, flat_f32(k)?, flat_f32(v)?);
+        // Write this step's keys and values first, so tokens of a chunk see each other.
+        {
+            let (kc, vc) = (&mut self.cache.k[layer], &mut self.cache.v[layer]);
+            for (i, tok) in self.layout.tokens.iter().enumerate() {
+                let dst = tok.slot as usize * row;
+                kc[dst..dst + row].copy_from_slice(&kv[i * row..(i + 1) * row]);
+                vc[dst..dst + row].copy_from_slice(&vv[i * row..(i + 1) * row]);
+            }
+        }
+        let kc = &self.cache.k[layer];
+        let vc = &self.cache.v[layer];
+        let scale = 1.0 / (d as f32).sqrt();
+        let layout = self.layout;
+        let mut out = vec![0f32; t * nh * d];
+        out.par_chunks_mut(nh * d).enumerate().for_each(|(i, o)| {
+            let tok = layout.tokens[i];
+            let bt = &layout.block_tables[tok.seq as usize];
+            let n_ctx = tok.pos as usize + 1;
+            let slots: Vec<usize> = (0..n_ctx)
+                .map(|j| bt[j / bs] as usize * bs + j % bs)
+                .collect();
+            let mut scores = vec![0f32; n_ctx];
+            for h in 0..nh {
+                let kvh = h / group;
+                let qh = &qv[(i * nh + h) * d..(i * nh + h + 1) * d];
+                let mut max = f32::NEG_INFINITY;
+                for (j, &s) in slots.iter().enumerate() {
+                    let kj = &kc[s * row + kvh * d..s * row + (kvh + 1) * d];
+                    let sc = dot(qh, kj) * scale;
+                    scores[j] = sc;
+                    max = max.max(sc);
+                }
+                let mut sum = 0f32;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let oh = &mut o[h * d..(h + 1) * d];
+                for (j, &s) in slots.iter().enumerate() {
+                    let w = scores[j] / sum;
+                    let vj = &vc[s * row + kvh * d..s * row + (kvh + 1) * d];
+                    for (x, &y) in oh.iter_mut().zip(vj) {
+                        *x += w * y;
+                    }
+                }
+            }
+        });
+        Tensor::from_vec(out, (1, t, nh, d), &Device::Cpu)?.to_dtype(q.dtype())
+    }
+}

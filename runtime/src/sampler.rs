@@ -1,0 +1,282 @@
+//! Turning one row of logits into a token: raw (T = 1) log-prob and entropy of the model's
+//! distribution, and the log-prob under the sampling distribution actually used.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::SeqRng;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// Nucleus sampling mass; 1.0 turns it off.
+    pub top_p: f32,
+    /// Keep the k most likely tokens; 0 turns it off.
+    pub top_k: usize,
+    /// Drop tokens with probability below `min_p` × the most likely one's; 0 turns it off.
+    pub min_p: f32,
+    /// Per-request seed: the same seed gives the same tokens whatever else is batched.
+    pub seed: u64,
+    pub max_new_tokens: usize,
+    /// Token ids that end a completion (usually the model's EOS ids).
+    pub stop_token_ids: Vec<u32>,
+    /// Strings that end a completion; the text is cut before the match.
+    pub stop_strings: Vec<String>,
+    /// Keep generating through EOS (benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: 0,
+            max_new_tokens: 256,
+            stop_token_ids: vec![],
+            stop_strings: vec![],
+            ignore_eos: false,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self {
+            temperature: 0.0,
+            max_new_tokens,
+            ..Self::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "temperature {} must be finite and ≥ 0",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p {} must be in (0, 1]", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("min_p {} must be in [0, 1]", self.min_p));
+        }
+        Ok(())
+    }
+
+    fn truncates(&self) -> bool {
+        self.top_k > 0 || self.top_p < 1.0 || self.min_p > 0.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenChoice {
+    pub token: u32,
+    /// Log-prob under the distribution sampled from (temperature, top-k/p, min-p applied).
+    pub sampling_logprob: f32,
+    /// Log-prob under the model's own distribution at temperature 1.
+    pub raw_logprob: f32,
+    /// Entropy of the model's distribution at temperature 1.
+    pub entropy: f32,
+}
+
+/// Log-sum-exp of `x * scale` (f64 accumulation), and the max.
+fn logsumexp(x: &[f32], scale: f64) -> (f64, f64) {
+    let max = x
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 * scale));
+    let sum: f64 = x.iter().map(|&v| (v as f64 * scale - max).exp()).sum();
+    (max + sum.ln(), max)
+}
+
+/// Raw log-prob of `token` and entropy at T = 1.
+pub fn raw_stats(logits: &[f32], token: u32) -> (f32, f32) {
+    let (lse, _) = logsumexp(logits, 1.0);
+    let mut ent = 0.0f64;
+    for &v in logits {
+        let lp = v as f64 - lse;
+        ent -= lp.exp() * lp;
+    }
+    ((logits[token as usize] as f64 - lse) as f32, ent as f32)
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Choose the next token from one row of logits.
+pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoice {
+    if p.temperature == 0.0 {
+        let token = argmax(logits);
+        let (raw_logprob, entropy) = raw_stats(logits, token);
+        return TokenChoice {
+            token,
+            sampling_logprob: 0.0,
+            raw_logprob,
+            entropy,
+        };
+    }
+    let inv_t = 1.0 / p.temperature as f64;
+    let u = rng.uniform();
+    let (token, sampling_logprob) = if !p.truncates() {
+        // Inverse-CDF over the full tempered distribution.
+        let (lse, _) = logsumexp(logits, inv_t);
+        let mut acc = 0.0f64;
+        let mut chosen = logits.len() - 1;
+        for (i, &v) in logits.iter().enumerate() {
+            acc += (v as f64 * inv_t - lse).exp();
+            if u < acc {
+                chosen = i;
+                break;
+            }
+        }
+        (chosen as u32, (logits[chosen] as f64 * inv_t - lse) as f32)
+    } else {
+        truncated_sample(logits, p, inv_t, u)
+    };
+    let (raw_logprob, entropy) = raw_stats(logits, token);
+    TokenChoice {
+        token,
+        sampling_logprob,
+        raw_logprob,
+        entropy,
+    }
+}
+
+/// temperature → top-k → top-p → min-p, then sample from the renormalised survivors.
+fn truncated_sample(logits: &[f32], p: &SamplingParams, inv_t: f64, u: f64) -> (u32, f32) {
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let key = |i: &u32| logits[*i as usize];
+    if p.top_k > 0 && p.top_k < idx.len() {
+        idx.select_nth_unstable_by(p.top_k - 1, |a, b| key(b).total_cmp(&key(a)));
+        idx.truncate(p.top_k);
+    }
+    idx.sort_unstable_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
+    let scaled: Vec<f64> = idx
+        .iter()
+        .map(|&i| logits[i as usize] as f64 * inv_t)
+        .collect();
+    let max = scaled[0];
+    let mut probs: Vec<f64> = scaled.iter().map(|s| (s - max).exp()).collect();
+    let z: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|x| *x /= z);
+    let mut keep = probs.len();
+    if p.top_p < 1.0 {
+        let mut acc = 0.0;
+        for (n, &q) in probs.iter().enumerate() {
+            acc += q;
+            if acc >= p.top_p as f64 {
+                keep = n + 1;
+                break;
+            }
+        }
+    }
+    if p.min_p > 0.0 {
+        let floor = p.min_p as f64 * probs[0];
+        keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+    }
+    let z: f64 = probs[..keep].iter().sum();
+    let mut acc = 0.0;
+    let mut chosen = keep - 1;
+    for (n, &q) in probs[..keep].iter().enumerate() {
+        acc += q / z;
+        if u < acc {
+            chosen = n;
+            break;
+        }
+    }
+    (idx[chosen], (probs[chosen] / z).ln() as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_stats_match_definition() {
+        let logits = [1.0f32, 2.0, 3.0, 0.5];
+        let (lp, h) = raw_stats(&logits, 2);
+        let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
+        let p: Vec<f64> = logits.iter().map(|&x| (x as f64).exp() / z).collect();
+        assert!((lp as f64 - p[2].ln()).abs() < 1e-6);
+        let ent: f64 = -p.iter().map(|q| q * q.ln()).sum::<f64>();
+        assert!((h as f64 - ent).abs() < 1e-6);
+    }
+
+    #[test]
+    fn greedy_and_truncation() {
+        let logits = [0.0f32, 5.0, 4.9, -3.0];
+        let mut rng = SeqRng::new(1, 0);
+        let c = sample(&logits, &SamplingParams::greedy(1), &mut rng);
+        assert_eq!(c.token, 1);
+        assert_eq!(c.sampling_logprob, 0.0);
+        // top_k = 1 is greedy with a sampling log-prob of 0.
+        let p = SamplingParams {
+            top_k: 1,
+            ..Default::default()
+        };
+        for s in 0..20 {
+            let c = sample(&logits, &p, &mut SeqRng::new(s, 0));
+            assert_eq!(c.token, 1);
+            assert!(c.sampling_logprob.abs() < 1e-6);
+        }
+        // top_k = 2 renormalises over the two survivors.
+        let p = SamplingParams {
+            top_k: 2,
+            ..Default::default()
+        };
+        let c = sample(&logits, &p, &mut SeqRng::new(3, 0));
+        assert!(c.token == 1 || c.token == 2);
+        let z = (5.0f64).exp() + (4.9f64).exp();
+        let want = (logits[c.token as usize] as f64).exp() / z;
+        assert!((c.sampling_logprob as f64 - want.ln()).abs() < 1e-6);
+        // min_p removes the unlikely tail.
+        let p = SamplingParams {
+            min_p: 0.5,
+            ..Default::default()
+        };
+        for s in 0..50 {
+            let c = sample(&logits, &p, &mut SeqRng::new(s, 0));
+            assert!(c.token == 1 || c.token == 2);
+        }
+    }
+
+    #[test]
+    fn full_distribution_frequencies() {
+        let logits = [0.0f32, 1.0, 2.0];
+        let p = SamplingParams {
+            temperature: 1.0,
+            ..Default::default()
+        };
+        let mut counts = [0usize; 3];
+        let mut rng = SeqRng::new(42, 0);
+        let n = 20000;
+        for _ in 0..n {
+            counts[sample(&logits, &p, &mut rng).token as usize] += 1;
+        }
+        let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
+        for i in 0..3 {
+            let want = (logits[i] as f64).exp() / z;
+            let got = counts[i] as f64 / n as f64;
+            assert!((got - want).abs() < 0.015, "token {i}: {got} vs {want}");
+        }
+        // Temperature sharpens: the sampling log-prob uses logits / T.
+        let p = SamplingParams {
+            temperature: 0.5,
+            ..Default::default()
+        };
+        let c = sample(&logits, &p, &mut SeqRng::new(7, 0));
+        let z: f64 = logits.iter().map(|&x| (2.0 * x as f64).exp()).sum();
+        let want = (2.0 * logits[c.token as usize] as f64).exp() / z;
+        assert!((c.sampling_logprob as f64 - want.ln()).abs() < 1e-6);
+    }
+}
