@@ -13,6 +13,39 @@ use crate::common::{peak_rss_mb, ModelArgs};
 pub enum BenchCommand {
     /// Full-sequence forward (no cache): tokens/s.
     Forward(ForwardArgs),
+    /// Group rollouts with the paged engine (or the naive no-cache baseline).
+    Rollout(RolloutArgs),
+    /// Verifier throughput on GSM8K-style completions.
+    Verify {
+        /// Completions to grade.
+        #[arg(long, default_value_t = 200_000)]
+        n: usize,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Number of distinct prompts.
+    #[arg(long, default_value_t = 8)]
+    pub prompts: usize,
+    /// Samples per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    pub group: usize,
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// `paged` (the runtime) or `naive` (full recompute every token, no KV cache).
+    #[arg(long, default_value = "paged")]
+    pub engine: String,
+    #[command(flatten)]
+    pub engine_args: crate::gen_cmds::EngineArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +64,8 @@ pub struct ForwardArgs {
 pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(a),
+        BenchCommand::Rollout(a) => rollout(a),
+        BenchCommand::Verify { n } => crate::verify_cmd::bench(*n),
     }
 }
 
@@ -79,5 +114,92 @@ fn forward(a: &ForwardArgs) -> Result<()> {
             "peak_rss_mb": peak_rss_mb(),
         })
     );
+    Ok(())
+}
+
+/// Chat-rendered arithmetic prompts like the default task's.
+pub fn bench_prompts(m: &rlvr_models::LoadedModel, n: usize) -> Result<Vec<Vec<u32>>> {
+    (0..n)
+        .map(|i| {
+            let (a, b) = (7 + 13 * i % 90, 3 + 29 * i % 70);
+            let q = format!("What is {a} + {b}? Put the final answer in \\boxed{{}}.");
+            crate::gen_cmds::encode_prompt(m, &q, true)
+        })
+        .collect()
+}
+
+fn rollout(a: &RolloutArgs) -> Result<()> {
+    let m = a.model.load()?;
+    let prompts = bench_prompts(&m, a.prompts)?;
+    let params = rlvr_runtime::SamplingParams {
+        temperature: a.temperature,
+        seed: a.seed,
+        max_new_tokens: a.max_new_tokens,
+        stop_token_ids: m.eos_ids(),
+        ignore_eos: a.ignore_eos,
+        ..Default::default()
+    };
+    let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
+    let model = std::sync::Arc::new(m.model);
+    let t0 = Instant::now();
+    let (generated, stats) = match a.engine.as_str() {
+        "paged" => {
+            let mut e = rlvr_runtime::Engine::new(model.clone(), None, a.engine_args.config())?;
+            let out = e.generate_groups(&prompts, a.group, &params)?;
+            (
+                out.iter().map(|c| c.token_ids.len()).sum::<usize>(),
+                Some(e.stats().clone()),
+            )
+        }
+        "naive" => {
+            let mut n = 0;
+            for (i, p) in prompts.iter().enumerate() {
+                let pi = rlvr_runtime::SamplingParams {
+                    seed: a.seed + i as u64,
+                    ..params.clone()
+                };
+                n += rlvr_runtime::naive::generate_naive(&model, p, a.group, &pi)?
+                    .iter()
+                    .map(|c| c.token_ids.len())
+                    .sum::<usize>();
+            }
+            (n, None)
+        }
+        other => anyhow::bail!("--engine {other:?}: expected paged or naive"),
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let mut out = json!({
+        "bench": "rollout",
+        "engine": a.engine,
+        "model": a.model.model,
+        "device": format!("{:?}", model.device()),
+        "prompts": a.prompts,
+        "group": a.group,
+        "max_new_tokens": a.max_new_tokens,
+        "prompt_tokens": prompt_tokens,
+        "generated_tokens": generated,
+        "wall_s": wall,
+        "generated_tokens_per_s": generated as f64 / wall,
+        "threads": candle_core::utils::get_num_threads(),
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if let Some(s) = stats {
+        let o = out.as_object_mut().expect("object");
+        o.insert(
+            "prefill_tokens_per_s".into(),
+            json!(s.prefill_tokens as f64 / s.prefill_s.max(1e-9)),
+        );
+        o.insert(
+            "decode_tokens_per_s".into(),
+            json!(s.decode_tokens as f64 / s.decode_s.max(1e-9)),
+        );
+        o.insert("prefill_s".into(), json!(s.prefill_s));
+        o.insert("decode_s".into(), json!(s.decode_s));
+        o.insert("peak_kv_blocks".into(), json!(s.peak_kv_blocks));
+        o.insert("kv_blocks_total".into(), json!(s.kv_blocks_total));
+        o.insert("preemptions".into(), json!(s.preemptions));
+        o.insert("steps".into(), json!(s.steps));
+    }
+    println!("{out}");
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 mod bench;
 mod common;
+mod gen_cmds;
 mod model_cmds;
+mod verify_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +28,10 @@ enum Command {
     Score(model_cmds::ScoreArgs),
     /// Write a model as a Hugging Face directory (e.g. GGUF → safetensors).
     Export(model_cmds::ExportArgs),
+    /// Grade answers: JSONL {"gold","pred"} on stdin, or an accuracy report with --data/--completions.
+    Verify(verify_cmd::VerifyArgs),
+    /// Sample completions with the paged runtime.
+    Generate(gen_cmds::GenerateArgs),
     /// Benchmarks that print one JSON line.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,6 +43,8 @@ fn main() {
         Command::Pull(a) => model_cmds::pull(a),
         Command::Score(a) => model_cmds::score(a),
         Command::Export(a) => model_cmds::export(a),
+        Command::Verify(a) => verify_cmd::run(a),
+        Command::Generate(a) => gen_cmds::generate(a),
         Command::Bench(b) => bench::run(b),
     };
     if let Err(e) = result {

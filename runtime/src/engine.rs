@@ -19,8 +19,9 @@ use crate::block_manager::BlockManager;
 use crate::error::{Ctx, Result, RuntimeError};
 use crate::paged_attention::{CpuKvCache, KvBackend, StepLayout, TokenSlot};
 use crate::rng::SeqRng;
-use crate::sampler::{sample, SamplingParams};
+use crate::sampler::{sample, SamplingParams, TokenChoice};
 use crate::sequence::{Completion, FinishReason, Request, Sequence};
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
@@ -87,7 +88,11 @@ pub struct Engine {
     policy_version: Arc<AtomicU64>,
     weights_lock: Option<Arc<RwLock<()>>>,
     stats: EngineStats,
+    on_token: Option<TokenCallback>,
 }
+
+/// Called for every sampled token: (request index, sample index, token id).
+pub type TokenCallback = Box<dyn FnMut(usize, usize, u32) + Send>;
 
 impl Engine {
     /// An engine over `model` with the CPU paged KV backend.
@@ -131,6 +136,7 @@ impl Engine {
             policy_version: Arc::new(AtomicU64::new(0)),
             weights_lock: None,
             stats,
+            on_token: None,
         }
     }
 
@@ -146,6 +152,11 @@ impl Engine {
     /// Hold this lock (read) during each step, so no forward sees a half-updated model.
     pub fn set_weights_lock(&mut self, lock: Arc<RwLock<()>>) {
         self.weights_lock = Some(lock);
+    }
+
+    /// Stream tokens as they are sampled (e.g. to print text as it is generated).
+    pub fn set_on_token(&mut self, f: Option<TokenCallback>) {
+        self.on_token = f;
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -473,14 +484,27 @@ impl Engine {
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
+        let c = sample(row, &self.requests[s.request].params, &mut s.rng);
+        self.push_choice(s, c, version, finished)
+    }
+
+    fn push_choice(
+        &mut self,
+        mut s: Sequence,
+        c: TokenChoice,
+        version: u64,
+        finished: &mut Vec<Completion>,
+    ) -> Result<()> {
         let params = &self.requests[s.request].params;
-        let c = sample(row, params, &mut s.rng);
         s.tokens.push(c.token);
         s.sampling_logprobs.push(c.sampling_logprob);
         s.logprobs.push(c.raw_logprob);
         s.entropies.push(c.entropy);
         s.versions.push(version);
         self.stats.generated_tokens += 1;
+        if let Some(f) = self.on_token.as_mut() {
+            f(s.request, s.sample, c.token);
+        }
         let reason = if !params.ignore_eos && params.stop_token_ids.contains(&c.token) {
             Some(FinishReason::Eos)
         } else if !params.stop_strings.is_empty() && self.stop_string_hit(&s).is_some() {
@@ -589,9 +613,16 @@ impl Engine {
         self.stats.decode_tokens += ids.len() as u64;
         let rows: Vec<usize> = (0..ids.len()).collect();
         let logits = self.forward(&ids, &layout, &rows)?;
-        for (mut s, row) in running.into_iter().zip(logits) {
+        // Sampling is per-sequence work over the whole vocabulary: spread it over the cores.
+        let requests = &self.requests;
+        let choices: Vec<TokenChoice> = running
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .map(|(s, row)| sample(row, &requests[s.request].params, &mut s.rng))
+            .collect();
+        for (mut s, c) in running.into_iter().zip(choices) {
             s.num_computed += 1;
-            self.push_token(s, &row, version, finished)?;
+            self.push_choice(s, c, version, finished)?;
         }
         Ok(())
     }

@@ -83,23 +83,36 @@ pub struct TokenChoice {
     pub entropy: f32,
 }
 
-/// Log-sum-exp of `x * scale` (f64 accumulation), and the max.
-fn logsumexp(x: &[f32], scale: f64) -> (f64, f64) {
+/// Log-sum-exp of `x * scale` (f64 accumulation).
+fn logsumexp(x: &[f32], scale: f64) -> f64 {
     let max = x
         .iter()
         .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 * scale));
     let sum: f64 = x.iter().map(|&v| (v as f64 * scale - max).exp()).sum();
-    (max + sum.ln(), max)
+    max + sum.ln()
+}
+
+/// One pass over the logits at T = 1: fills `e` with exp(x − max) and returns
+/// (log-sum-exp, entropy), with H = lse − Σ p·x.
+fn raw_pass(logits: &[f32], e: &mut Vec<f32>) -> (f64, f64) {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    e.clear();
+    e.reserve(logits.len());
+    let (mut z, mut zx) = (0f64, 0f64);
+    for &x in logits {
+        let ex = (x - max).exp();
+        e.push(ex);
+        z += ex as f64;
+        zx += ex as f64 * (x - max) as f64;
+    }
+    let lse = max as f64 + z.ln();
+    let entropy = z.ln() - zx / z;
+    (lse, entropy)
 }
 
 /// Raw log-prob of `token` and entropy at T = 1.
 pub fn raw_stats(logits: &[f32], token: u32) -> (f32, f32) {
-    let (lse, _) = logsumexp(logits, 1.0);
-    let mut ent = 0.0f64;
-    for &v in logits {
-        let lp = v as f64 - lse;
-        ent -= lp.exp() * lp;
-    }
+    let (lse, ent) = raw_pass(logits, &mut Vec::new());
     ((logits[token as usize] as f64 - lse) as f32, ent as f32)
 }
 
@@ -115,40 +128,58 @@ fn argmax(x: &[f32]) -> u32 {
 
 /// Choose the next token from one row of logits.
 pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoice {
+    let mut e = Vec::new();
+    let (lse, entropy) = raw_pass(logits, &mut e);
+    let raw = |t: u32| (logits[t as usize] as f64 - lse) as f32;
     if p.temperature == 0.0 {
         let token = argmax(logits);
-        let (raw_logprob, entropy) = raw_stats(logits, token);
         return TokenChoice {
             token,
             sampling_logprob: 0.0,
-            raw_logprob,
-            entropy,
+            raw_logprob: raw(token),
+            entropy: entropy as f32,
         };
     }
-    let inv_t = 1.0 / p.temperature as f64;
     let u = rng.uniform();
-    let (token, sampling_logprob) = if !p.truncates() {
+    let (token, sampling_logprob) = if p.truncates() {
+        truncated_sample(logits, p, 1.0 / p.temperature as f64, u)
+    } else if p.temperature == 1.0 {
+        // The sampling distribution is the model's: reuse the exponentials.
+        let z: f64 = e.iter().map(|&x| x as f64).sum();
+        let target = u * z;
+        let mut acc = 0.0f64;
+        let mut chosen = logits.len() - 1;
+        for (i, &x) in e.iter().enumerate() {
+            acc += x as f64;
+            if target < acc {
+                chosen = i;
+                break;
+            }
+        }
+        (chosen as u32, raw(chosen as u32))
+    } else {
         // Inverse-CDF over the full tempered distribution.
-        let (lse, _) = logsumexp(logits, inv_t);
+        let inv_t = 1.0 / p.temperature as f64;
+        let lse_t = logsumexp(logits, inv_t);
         let mut acc = 0.0f64;
         let mut chosen = logits.len() - 1;
         for (i, &v) in logits.iter().enumerate() {
-            acc += (v as f64 * inv_t - lse).exp();
+            acc += (v as f64 * inv_t - lse_t).exp();
             if u < acc {
                 chosen = i;
                 break;
             }
         }
-        (chosen as u32, (logits[chosen] as f64 * inv_t - lse) as f32)
-    } else {
-        truncated_sample(logits, p, inv_t, u)
+        (
+            chosen as u32,
+            (logits[chosen] as f64 * inv_t - lse_t) as f32,
+        )
     };
-    let (raw_logprob, entropy) = raw_stats(logits, token);
     TokenChoice {
         token,
         sampling_logprob,
-        raw_logprob,
-        entropy,
+        raw_logprob: raw(token),
+        entropy: entropy as f32,
     }
 }
 
