@@ -199,6 +199,8 @@ fn rollout(a: &RolloutArgs) -> Result<()> {
         o.insert("kv_blocks_total".into(), json!(s.kv_blocks_total));
         o.insert("preemptions".into(), json!(s.preemptions));
         o.insert("steps".into(), json!(s.steps));
+        o.insert("forward_s".into(), json!(s.forward_s));
+        o.insert("sample_s".into(), json!(s.sample_s));
     }
     println!("{out}");
     Ok(())

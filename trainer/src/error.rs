@@ -1,0 +1,45 @@
+//! Typed errors of the trainer crate.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    #[error("group {group} sample {sample}: {msg}")]
+    InvalidSample {
+        group: usize,
+        sample: usize,
+        msg: String,
+    },
+
+    #[error("invalid trainer config: {0}")]
+    Config(String),
+
+    #[error("optimizer: {0}")]
+    Optimizer(String),
+
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("model: {0}")]
+    Model(#[from] rlvr_models::ModelError),
+
+    #[error("tensor op: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainerError {
+    let path = path.into();
+    move |source| TrainerError::Io { path, source }
+}
