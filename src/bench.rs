@@ -15,6 +15,16 @@ pub enum BenchCommand {
     Forward(ForwardArgs),
     /// Group rollouts with the paged engine (or the naive no-cache baseline).
     Rollout(RolloutArgs),
+    /// Trainer forward+backward throughput and optimizer step time (AdamW vs Magma).
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Tokens per forward+backward (rows of up to 256 tokens).
+        #[arg(long, default_value_t = 4096)]
+        batch_tokens: usize,
+        #[arg(long, default_value_t = 2)]
+        iters: usize,
+    },
     /// Verifier throughput on GSM8K-style completions.
     Verify {
         /// Completions to grade.
@@ -66,6 +76,26 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Forward(a) => forward(a),
         BenchCommand::Rollout(a) => rollout(a),
         BenchCommand::Verify { n } => crate::verify_cmd::bench(*n),
+        BenchCommand::Train {
+            model,
+            batch_tokens,
+            iters,
+        } => {
+            let m = model.load()?;
+            let r = rlvr_trainer::bench_train(&m.model, *batch_tokens, *iters)?;
+            let mut v = serde_json::to_value(&r)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("bench".into(), json!("train"));
+                o.insert("model".into(), json!(model.model));
+                o.insert(
+                    "threads".into(),
+                    json!(candle_core::utils::get_num_threads()),
+                );
+                o.insert("peak_rss_mb".into(), json!(peak_rss_mb()));
+            }
+            println!("{v}");
+            Ok(())
+        }
     }
 }
 

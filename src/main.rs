@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod gen_cmds;
 mod model_cmds;
+mod train;
 mod verify_cmd;
 
 use anyhow::Result;
@@ -28,6 +29,10 @@ enum Command {
     Score(model_cmds::ScoreArgs),
     /// Write a model as a Hugging Face directory (e.g. GGUF → safetensors).
     Export(model_cmds::ExportArgs),
+    /// Train a model with RL on verifiable rewards (the main job).
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a model on held-out problems: greedy accuracy, mean@k, pass@k.
+    Eval(train::EvalArgs),
     /// Grade answers: JSONL {"gold","pred"} on stdin, or an accuracy report with --data/--completions.
     Verify(verify_cmd::VerifyArgs),
     /// Sample completions with the paged runtime.
@@ -43,6 +48,8 @@ fn main() {
         Command::Pull(a) => model_cmds::pull(a),
         Command::Score(a) => model_cmds::score(a),
         Command::Export(a) => model_cmds::export(a),
+        Command::Train(a) => train::train(a),
+        Command::Eval(a) => train::eval_cmd(a),
         Command::Verify(a) => verify_cmd::run(a),
         Command::Generate(a) => gen_cmds::generate(a),
         Command::Bench(b) => bench::run(b),

@@ -1,0 +1,337 @@
+//! The run configuration: TOML with defaults, `--set key=value` overrides, unknown keys refused
+//! with the closest known key suggested, and the effective config written to RUN_DIR.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rlvr_trainer::{LossPreset, LrSchedule, OptimizerKind, TrainerConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The built-in synthetic arithmetic task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Digits of each operand (1 = 0..9).
+    pub digits: u32,
+    /// Operators drawn uniformly: any of "+", "-", "*".
+    pub operations: Vec<String>,
+    /// Operands per problem (2 = "a + b").
+    pub terms: u32,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            digits: 1,
+            operations: vec!["+".into()],
+            terms: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    pub kv_cache_mb: usize,
+    pub block_size: usize,
+    pub max_num_seqs: usize,
+    pub max_batch_tokens: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        Self {
+            kv_cache_mb: 1024,
+            block_size: 16,
+            max_num_seqs: 256,
+            max_batch_tokens: 2048,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// HF directory, .gguf, Hub id or `default`.
+    pub model: String,
+    /// `arithmetic` (built-in), `gsm8k` (bundled), or a JSONL file.
+    pub data: String,
+    /// Field preset for JSONL data: `auto`, `gsm8k` (question/answer) or `math`
+    /// (problem/solution/answer).
+    pub data_format: String,
+    /// Override the question / gold-answer field names of JSONL data.
+    pub question_field: Option<String>,
+    pub answer_field: Option<String>,
+    /// Held-out data for evaluation (default: the built-in task's held-out problems, the GSM8K
+    /// test split for `gsm8k`, else the last `eval_size` problems of `data`, excluded from training).
+    pub eval_data: Option<String>,
+    /// `{question}` is replaced by the problem text. Empty: the question as is.
+    pub prompt_template: String,
+    /// Render prompts with the model's chat template.
+    pub chat: bool,
+    /// Loss preset: stapo | grpo | dapo | dr_grpo.
+    pub algo: String,
+    /// magma | adamw | skip_update.
+    pub optimizer: String,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// Samples per prompt (G).
+    pub group_size: usize,
+    /// Prompts (groups) per RL step (B).
+    pub prompts_per_step: usize,
+    pub max_steps: u64,
+    pub epochs: u64,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    /// Generation may run ahead of training by this many train steps (0 = on-policy).
+    pub max_staleness: u64,
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Evaluate before training, every `eval_every` steps (0 = only before and after), and at the end.
+    pub eval_every: u64,
+    pub eval_size: usize,
+    /// Samples per problem for pass@k / mean@k (0 = greedy only).
+    pub eval_k: usize,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub verifier_workers: usize,
+    /// Accept the last number of a completion as its answer.
+    pub last_number_fallback: bool,
+    /// Reward added to a correct answer written inside \boxed{}.
+    pub boxed_bonus: f64,
+    /// Export the trained model as an HF directory at the end: f32 | bf16 | none.
+    pub export_dtype: String,
+    pub device: Option<String>,
+    pub dtype: Option<String>,
+    pub task: TaskConfig,
+    pub engine: EngineSection,
+    /// Everything else of the trainer (loss details, correction, mini/micro-batches, …).
+    pub trainer: TrainerConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        let trainer = TrainerConfig {
+            num_minibatches: 1,
+            micro_batch_size: 8,
+            ..TrainerConfig::default()
+        };
+        Self {
+            model: "default".into(),
+            data: "arithmetic".into(),
+            data_format: "auto".into(),
+            question_field: None,
+            answer_field: None,
+            eval_data: None,
+            prompt_template: String::new(),
+            chat: true,
+            algo: "stapo".into(),
+            optimizer: "magma".into(),
+            lr: 2e-5,
+            warmup_steps: 2,
+            group_size: 8,
+            prompts_per_step: 4,
+            max_steps: 20,
+            epochs: 1000,
+            max_new_tokens: 48,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_staleness: 0,
+            seed: 0,
+            shuffle: true,
+            eval_every: 10,
+            eval_size: 48,
+            eval_k: 0,
+            checkpoint_every: 5,
+            keep_checkpoints: 2,
+            verifier_workers: 2,
+            last_number_fallback: true,
+            boxed_bonus: 0.1,
+            export_dtype: "f32".into(),
+            device: None,
+            dtype: None,
+            task: TaskConfig::default(),
+            engine: EngineSection::default(),
+            trainer,
+        }
+    }
+}
+
+/// The default prompt template for dataset problems (not the built-in task, whose questions
+/// already ask for a boxed answer).
+pub const DATASET_TEMPLATE: &str =
+    "{question}\nPlease reason step by step, and put your final answer within \\boxed{}.";
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Reject keys that the defaults do not have, suggesting the closest one at the same level.
+fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
+    let (Some(u), Some(k)) = (user.as_object(), known.as_object()) else {
+        return Ok(());
+    };
+    for (key, v) in u {
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match k.get(key) {
+            Some(kv) => check_keys(v, kv, &full)?,
+            None => {
+                let closest = k.keys().min_by_key(|c| levenshtein(key, c)).map(|c| {
+                    if path.is_empty() {
+                        c.clone()
+                    } else {
+                        format!("{path}.{c}")
+                    }
+                });
+                match closest {
+                    Some(c) => bail!("unknown config key `{full}` (did you mean `{c}`?)"),
+                    None => bail!("unknown config key `{full}`"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge(dst: &mut Value, src: Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        d.insert(k, v);
+                    }
+                }
+            }
+        }
+        (d, s) => *d = s,
+    }
+}
+
+/// Parse `key.path=value` (value as a TOML literal, else a string) into a nested JSON object.
+pub fn parse_set(kv: &str) -> Result<Value> {
+    let (key, raw) = kv
+        .split_once('=')
+        .with_context(|| format!("--set {kv:?}: expected key=value"))?;
+    let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(t) => serde_json::to_value(
+            t.get("v")
+                .cloned()
+                .unwrap_or(toml::Value::String(raw.into())),
+        )?,
+        Err(_) => Value::String(raw.into()),
+    };
+    let mut v = parsed;
+    for part in key.trim().split('.').rev() {
+        let mut o = serde_json::Map::new();
+        o.insert(part.to_string(), v);
+        v = Value::Object(o);
+    }
+    Ok(v)
+}
+
+impl RunConfig {
+    /// Defaults ← TOML file ← overrides (in order). Unknown keys are errors.
+    pub fn build(file: Option<&Path>, overrides: &[Value]) -> Result<Self> {
+        let known = serde_json::to_value(RunConfig::default())?;
+        let mut merged = known.clone();
+        if let Some(f) = file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading config {}", f.display()))?;
+            let table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("{}: not valid TOML", f.display()))?;
+            let user = serde_json::to_value(table)?;
+            check_keys(&user, &known, "").with_context(|| format!("config {}", f.display()))?;
+            merge(&mut merged, user);
+        }
+        for o in overrides {
+            check_keys(o, &known, "")?;
+            merge(&mut merged, o.clone());
+        }
+        let mut cfg: RunConfig = serde_json::from_value(merged).context("invalid config value")?;
+        cfg.apply_shorthands()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Top-level shorthands (algo, optimizer, lr, warm-up, temperature, seed) set the trainer's.
+    fn apply_shorthands(&mut self) -> Result<()> {
+        self.trainer.loss = match self.algo.as_str() {
+            "stapo" => LossPreset::Stapo,
+            "grpo" => LossPreset::Grpo,
+            "dapo" => LossPreset::Dapo,
+            "dr_grpo" | "drgrpo" => LossPreset::DrGrpo,
+            other => bail!("algo {other:?}: expected stapo, grpo, dapo or dr_grpo"),
+        };
+        self.trainer.optimizer.kind = match self.optimizer.as_str() {
+            "magma" => OptimizerKind::Magma,
+            "adamw" => OptimizerKind::AdamW,
+            "skip_update" => OptimizerKind::SkipUpdate,
+            other => bail!("optimizer {other:?}: expected magma, adamw or skip_update"),
+        };
+        self.trainer.optimizer.lr = self.lr;
+        self.trainer.optimizer.schedule = match self.trainer.optimizer.schedule {
+            LrSchedule::Constant { .. } => LrSchedule::Constant {
+                warmup_steps: self.warmup_steps,
+            },
+            LrSchedule::Cosine {
+                total_steps,
+                min_lr_ratio,
+                ..
+            } => LrSchedule::Cosine {
+                warmup_steps: self.warmup_steps,
+                total_steps,
+                min_lr_ratio,
+            },
+        };
+        self.trainer.temperature = self.temperature as f64;
+        self.trainer.seed = self.seed;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.group_size < 2 {
+            bail!("group_size must be ≥ 2 (advantages are relative within a group)");
+        }
+        if self.prompts_per_step == 0 || self.max_new_tokens == 0 {
+            bail!("prompts_per_step and max_new_tokens must be ≥ 1");
+        }
+        if !(self.temperature > 0.0) {
+            bail!("temperature must be > 0 for RL sampling");
+        }
+        if !["f32", "bf16", "none"].contains(&self.export_dtype.as_str()) {
+            bail!(
+                "export_dtype {:?}: expected f32, bf16 or none",
+                self.export_dtype
+            );
+        }
+        self.trainer
+            .validate()
+            .map_err(|e| anyhow::anyhow!("trainer: {e}"))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}

@@ -1,0 +1,270 @@
+//! Where prompts come from: the built-in arithmetic task, bundled GSM8K, or a JSONL file; with
+//! deterministic, seeded batches (batch n is a function of the seed and n alone, so a resumed run
+//! sees the same prompts).
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rlvr_verifier::{extract_gold, GoldFormat};
+use serde_json::Value;
+
+use super::config::{RunConfig, TaskConfig};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub id: u64,
+    pub question: String,
+    /// The gold answer, already extracted from its dataset field.
+    pub gold: String,
+}
+
+const GSM8K_TRAIN: &str = include_str!("../../data/gsm8k_train.jsonl");
+const GSM8K_TEST: &str = include_str!("../../data/gsm8k_test.jsonl");
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The synthetic arithmetic generator: problem `index` of stream `seed`.
+pub fn arithmetic_problem(task: &TaskConfig, seed: u64, index: u64) -> Problem {
+    let mut state = mix(seed, index);
+    let mut next = |n: u64| {
+        state = mix(state, 0x5151);
+        state % n.max(1)
+    };
+    let hi = 10u64.pow(task.digits.clamp(1, 9));
+    let lo = if task.digits <= 1 { 0 } else { hi / 10 };
+    let ops: Vec<&str> = task.operations.iter().map(String::as_str).collect();
+    let mut value = (lo + next(hi - lo)) as i64;
+    let mut text = value.to_string();
+    for _ in 1..task.terms.max(2) {
+        let x = (lo + next(hi - lo)) as i64;
+        let op = ops
+            .get(next(ops.len() as u64) as usize)
+            .copied()
+            .unwrap_or("+");
+        match op {
+            "-" => value -= x,
+            "*" => value *= x,
+            _ => value += x,
+        }
+        text = format!("{text} {op} {x}");
+    }
+    Problem {
+        id: index,
+        question: format!("What is {text}? Put the final answer in \\boxed{{}}."),
+        gold: value.to_string(),
+    }
+}
+
+/// Field names and gold format of a JSONL preset.
+struct Fields {
+    question: String,
+    answer: String,
+    format: GoldFormat,
+}
+
+fn fields_for(cfg: &RunConfig, first: &Value) -> Fields {
+    let has = |k: &str| first.get(k).is_some();
+    let preset = match cfg.data_format.as_str() {
+        "gsm8k" => "gsm8k",
+        "math" => "math",
+        _ if has("problem") => "math",
+        _ => "gsm8k",
+    };
+    let (q, a, f) = match preset {
+        "math" if has("answer") => ("problem", "answer", GoldFormat::Raw),
+        "math" => ("problem", "solution", GoldFormat::Math),
+        _ if has("answer_final") => ("question", "answer_final", GoldFormat::Raw),
+        _ => ("question", "answer", GoldFormat::Gsm8k),
+    };
+    Fields {
+        question: cfg.question_field.clone().unwrap_or_else(|| q.into()),
+        answer: cfg.answer_field.clone().unwrap_or_else(|| a.into()),
+        format: if cfg.answer_field.is_some() {
+            GoldFormat::Auto
+        } else {
+            f
+        },
+    }
+}
+
+/// Parse JSONL problems; `origin` names the source in errors (file:line).
+pub fn parse_jsonl(text: impl BufRead, origin: &str, cfg: &RunConfig) -> Result<Vec<Problem>> {
+    let mut out = vec![];
+    let mut fields: Option<Fields> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.with_context(|| format!("{origin}:{}: reading", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{origin}:{}: not valid JSON", i + 1))?;
+        let f = fields.get_or_insert_with(|| fields_for(cfg, &v));
+        let get = |k: &str| -> Result<String> {
+            match v.get(k) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(Value::Number(n)) => Ok(n.to_string()),
+                Some(_) => bail!("{origin}:{}: field `{k}` is not a string", i + 1),
+                None => bail!("{origin}:{}: missing field `{k}`", i + 1),
+            }
+        };
+        let question = get(&f.question)?;
+        let raw = get(&f.answer)?;
+        let gold = extract_gold(&raw, f.format).with_context(|| {
+            format!(
+                "{origin}:{}: no gold answer found in field `{}`",
+                i + 1,
+                f.answer
+            )
+        })?;
+        out.push(Problem {
+            id: out.len() as u64,
+            question,
+            gold,
+        });
+    }
+    if out.is_empty() {
+        bail!("{origin}: the dataset is empty");
+    }
+    Ok(out)
+}
+
+fn load_source(spec: &str, cfg: &RunConfig, test_split: bool) -> Result<Vec<Problem>> {
+    match spec {
+        "gsm8k" => {
+            let (text, name) = if test_split {
+                (GSM8K_TEST, "bundled gsm8k_test.jsonl")
+            } else {
+                (GSM8K_TRAIN, "bundled gsm8k_train.jsonl")
+            };
+            parse_jsonl(text.as_bytes(), name, cfg)
+        }
+        path => {
+            let p = Path::new(path);
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("opening dataset {}", p.display()))?;
+            parse_jsonl(std::io::BufReader::new(f), &p.display().to_string(), cfg)
+        }
+    }
+}
+
+/// Training prompts and the held-out evaluation set.
+pub enum Dataset {
+    Arithmetic {
+        task: TaskConfig,
+        seed: u64,
+    },
+    List {
+        train: Vec<Problem>,
+        eval: Vec<Problem>,
+    },
+}
+
+/// Problems per evaluation stream index offset: keeps held-out arithmetic problems disjoint.
+const EVAL_STREAM: u64 = 0xE7A1_0000_0000;
+
+impl Dataset {
+    pub fn load(cfg: &RunConfig) -> Result<Self> {
+        if cfg.data == "arithmetic" {
+            return Ok(Dataset::Arithmetic {
+                task: cfg.task.clone(),
+                seed: cfg.seed,
+            });
+        }
+        let mut train = load_source(&cfg.data, cfg, false)?;
+        let eval = match (&cfg.eval_data, cfg.data.as_str()) {
+            (Some(e), _) => load_source(e, cfg, true)?,
+            (None, "gsm8k") => load_source("gsm8k", cfg, true)?,
+            (None, _) => {
+                if train.len() < 2 * cfg.eval_size.max(1) {
+                    bail!(
+                        "{}: {} problems is too few to hold out eval_size = {} (set eval_data)",
+                        cfg.data,
+                        train.len(),
+                        cfg.eval_size
+                    );
+                }
+                train.split_off(train.len() - cfg.eval_size)
+            }
+        };
+        Ok(Dataset::List { train, eval })
+    }
+
+    /// The `n` problems of training batch `batch`, or None when the epochs are used up.
+    pub fn batch(&self, batch: u64, n: usize, cfg: &RunConfig) -> Option<Vec<Problem>> {
+        match self {
+            Dataset::Arithmetic { task, seed } => Some(
+                (0..n as u64)
+                    .map(|i| arithmetic_problem(task, *seed, batch * n as u64 + i))
+                    .collect(),
+            ),
+            Dataset::List { train, .. } => {
+                let len = train.len() as u64;
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n as u64 {
+                    let p = batch * n as u64 + i;
+                    let epoch = p / len;
+                    if epoch >= cfg.epochs {
+                        return None;
+                    }
+                    let idx = if cfg.shuffle {
+                        permuted(p % len, len, mix(cfg.seed, epoch))
+                    } else {
+                        p % len
+                    };
+                    out.push(train[idx as usize].clone());
+                }
+                Some(out)
+            }
+        }
+    }
+
+    pub fn eval_set(&self, size: usize) -> Vec<Problem> {
+        match self {
+            Dataset::Arithmetic { task, seed } => (0..size as u64)
+                .map(|i| arithmetic_problem(task, *seed, EVAL_STREAM + i))
+                .collect(),
+            Dataset::List { eval, .. } => eval.iter().take(size).cloned().collect(),
+        }
+    }
+}
+
+/// Position `i` of a seeded permutation of `0..n` (a Fisher–Yates shuffle computed on demand).
+fn permuted(i: u64, n: u64, seed: u64) -> u64 {
+    // n is small (datasets): materialise the permutation once per call site cheaply enough by
+    // caching in a thread-local keyed on (n, seed).
+    thread_local! {
+        static CACHE: std::cell::RefCell<Option<(u64, u64, Vec<u64>)>> = const { std::cell::RefCell::new(None) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let fresh = !matches!(&*c, Some((cn, cs, _)) if *cn == n && *cs == seed);
+        if fresh {
+            let mut perm: Vec<u64> = (0..n).collect();
+            let mut s = seed;
+            for k in (1..n as usize).rev() {
+                s = mix(s, k as u64);
+                perm.swap(k, (s % (k as u64 + 1)) as usize);
+            }
+            *c = Some((n, seed, perm));
+        }
+        c.as_ref().map(|(_, _, p)| p[i as usize]).unwrap_or(i)
+    })
+}
+
+/// The prompt text for a problem.
+pub fn render_question(cfg: &RunConfig, p: &Problem) -> String {
+    let template = if !cfg.prompt_template.is_empty() {
+        cfg.prompt_template.as_str()
+    } else if cfg.data == "arithmetic" {
+        "{question}"
+    } else {
+        super::config::DATASET_TEMPLATE
+    };
+    template.replace("{question}", &p.question)
+}
