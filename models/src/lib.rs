@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod loaded;
 pub mod logprobs;
 pub mod model;
+pub mod rowstats;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

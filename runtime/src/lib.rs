@@ -8,6 +8,8 @@
 //! - [`naive`]: a full-recompute reference generator (tests and the no-cache baseline).
 
 pub mod block_manager;
+#[cfg(feature = "cuda")]
+pub mod cuda_backend;
 pub mod engine;
 pub mod error;
 pub mod naive;

@@ -92,28 +92,9 @@ fn logsumexp(x: &[f32], scale: f64) -> f64 {
     max + sum.ln()
 }
 
-/// One pass over the logits at T = 1: fills `e` with exp(x − max) and returns
-/// (log-sum-exp, entropy), with H = lse − Σ p·x.
-fn raw_pass(logits: &[f32], e: &mut Vec<f32>) -> (f64, f64) {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    e.clear();
-    e.reserve(logits.len());
-    let (mut z, mut zx) = (0f64, 0f64);
-    for &x in logits {
-        let ex = (x - max).exp();
-        e.push(ex);
-        z += ex as f64;
-        zx += ex as f64 * (x - max) as f64;
-    }
-    let lse = max as f64 + z.ln();
-    let entropy = z.ln() - zx / z;
-    (lse, entropy)
-}
-
 /// Raw log-prob of `token` and entropy at T = 1.
 pub fn raw_stats(logits: &[f32], token: u32) -> (f32, f32) {
-    let (lse, ent) = raw_pass(logits, &mut Vec::new());
-    ((logits[token as usize] as f64 - lse) as f32, ent as f32)
+    rlvr_models::rowstats::logprob_entropy(logits, token)
 }
 
 fn argmax(x: &[f32]) -> u32 {
@@ -129,7 +110,7 @@ fn argmax(x: &[f32]) -> u32 {
 /// Choose the next token from one row of logits.
 pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoice {
     let mut e = Vec::new();
-    let (lse, entropy) = raw_pass(logits, &mut e);
+    let (lse, entropy) = rlvr_models::rowstats::lse_entropy(logits, Some(&mut e));
     let raw = |t: u32| (logits[t as usize] as f64 - lse) as f32;
     if p.temperature == 0.0 {
         let token = argmax(logits);
