@@ -3,6 +3,7 @@
 mod config;
 mod eval;
 mod pipeline;
+mod plots;
 mod task;
 
 use std::io::{IsTerminal, Write};
@@ -471,6 +472,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         }
         append_jsonl(&metrics_path, &line)?;
+        if let Err(e) = plots::draw_all(&run_dir) {
+            eprintln!("rlvr: plots not updated: {e:#}");
+        }
         let summary = format!(
             "step {step}/{}: reward {mean:.3} acc {correct:.3} len {resp_len:.1} H {:.3} s2t {:.1e} clip {:.3} | gen {gen_s:.1}s train {train_s:.1}s {:.0} tok/s",
             cfg.max_steps,
@@ -529,6 +533,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     )?;
     if cfg.eval_size > 0 {
         log_eval(step, &evaluator.run(&model, &tokenizer, &cfg, &eos)?)?;
+    }
+    if let Err(e) = plots::draw_all(&run_dir) {
+        eprintln!("rlvr: plots not updated: {e:#}");
     }
     if cfg.export_dtype != "none" {
         let dtype = if cfg.export_dtype == "bf16" {
