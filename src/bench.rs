@@ -25,6 +25,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         iters: usize,
     },
+    /// Seconds per RL step of the default run and its split (generation / verification / training).
+    Step {
+        #[arg(long, default_value = "default")]
+        model: String,
+        #[arg(long, default_value_t = 3)]
+        steps: u64,
+        /// Config overrides, as for `rlvr train --set`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Verifier throughput on GSM8K-style completions.
     Verify {
         /// Completions to grade.
@@ -76,6 +86,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Forward(a) => forward(a),
         BenchCommand::Rollout(a) => rollout(a),
         BenchCommand::Verify { n } => crate::verify_cmd::bench(*n),
+        BenchCommand::Step { model, steps, set } => crate::train::bench_step(model, *steps, set),
         BenchCommand::Train {
             model,
             batch_tokens,

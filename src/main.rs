@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod gen_cmds;
 mod model_cmds;
+mod push_cmd;
 mod train;
 mod verify_cmd;
 
@@ -29,6 +30,8 @@ enum Command {
     Score(model_cmds::ScoreArgs),
     /// Write a model as a Hugging Face directory (e.g. GGUF → safetensors).
     Export(model_cmds::ExportArgs),
+    /// Upload a directory to a Hugging Face Hub model repo (created if needed).
+    Push(push_cmd::PushArgs),
     /// Train a model with RL on verifiable rewards (the main job).
     Train(Box<train::TrainArgs>),
     /// Evaluate a model on held-out problems: greedy accuracy, mean@k, pass@k.
@@ -48,6 +51,7 @@ fn main() {
         Command::Pull(a) => model_cmds::pull(a),
         Command::Score(a) => model_cmds::score(a),
         Command::Export(a) => model_cmds::export(a),
+        Command::Push(a) => push_cmd::push(a),
         Command::Train(a) => train::train(a),
         Command::Eval(a) => train::eval_cmd(a),
         Command::Verify(a) => verify_cmd::run(a),

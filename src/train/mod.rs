@@ -602,3 +602,70 @@ pub fn eval_cmd(a: &EvalArgs) -> Result<()> {
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
+
+/// `rlvr bench step`: a few RL steps of the default run (or a configured one) in a temporary
+/// run directory; prints one JSON line with the step time and its split.
+pub fn bench_step(model: &str, steps: u64, set: &[String]) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("rlvr-bench-step-{}", std::process::id()));
+    let mut args = TrainArgs {
+        model: Some(model.to_string()),
+        max_steps: Some(steps.max(1)),
+        out: Some(tmp.clone()),
+        force: true,
+        set: vec![
+            "eval_size=0".into(),
+            "export_dtype=\"none\"".into(),
+            "checkpoint_every=0".into(),
+        ],
+        ..Default::default()
+    };
+    args.set.extend(set.iter().cloned());
+    train(&args)?;
+    let lines: Vec<Value> = std::fs::read_to_string(tmp.join("metrics.jsonl"))?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mean = |k: &str| {
+        lines
+            .iter()
+            .filter_map(|v| v.get(k).and_then(Value::as_f64))
+            .sum::<f64>()
+            / lines.len().max(1) as f64
+    };
+    let timing = |k: &str| {
+        lines
+            .iter()
+            .filter_map(|v| {
+                v.get("timings")
+                    .and_then(|t| t.get(k))
+                    .and_then(Value::as_f64)
+            })
+            .sum::<f64>()
+            / lines.len().max(1) as f64
+            / 1000.0
+    };
+    let cfg = RunConfig::build(Some(&tmp.join("config.toml")), &[])?;
+    let step_s = mean("generation_s") + mean("verification_s") + mean("train_s");
+    let out = json!({
+        "bench": "step",
+        "model": model,
+        "steps": lines.len(),
+        "prompts_per_step": cfg.prompts_per_step,
+        "group_size": cfg.group_size,
+        "max_new_tokens": cfg.max_new_tokens,
+        "step_s": step_s,
+        "generation_s": mean("generation_s"),
+        "verification_s": mean("verification_s"),
+        "train_s": mean("train_s"),
+        "train_proximal_s": timing("proximal_ms"),
+        "train_forward_backward_s": timing("forward_backward_ms"),
+        "train_optimizer_s": timing("optimizer_ms"),
+        "generated_tokens_per_step": mean("generated_tokens"),
+        "generation_tokens_per_s": mean("generation_tokens_per_s"),
+        "trained_tokens_per_s": mean("response_tokens") / mean("train_s").max(1e-9),
+        "peak_rss_mb": crate::common::peak_rss_mb(),
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("{out}");
+    Ok(())
+}
