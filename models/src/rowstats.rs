@@ -9,11 +9,11 @@
 pub fn lse_entropy(row: &[f32], exps: Option<&mut Vec<f32>>) -> (f64, f64) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let (mut z, mut zx) = (0f64, 0f64);
-    let mut push = exps.map(|e| {
+    let mut push = exps;
+    if let Some(e) = push.as_mut() {
         e.clear();
         e.reserve(row.len());
-        e
-    });
+    }
     for &x in row {
         let ex = (x - max).exp();
         if let Some(e) = push.as_mut() {

@@ -316,7 +316,7 @@ impl RunConfig {
         if self.prompts_per_step == 0 || self.max_new_tokens == 0 {
             bail!("prompts_per_step and max_new_tokens must be ≥ 1");
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             bail!("temperature must be > 0 for RL sampling");
         }
         if !["f32", "bf16", "none"].contains(&self.export_dtype.as_str()) {

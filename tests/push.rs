@@ -1,0 +1,424 @@
+//! `rlvr push` against a fake Hub on 127.0.0.1 (tests/fake_hub): every file must arrive byte
+//! for byte, the token must travel only in the Authorization header and never be printed.
+
+mod fake_hub;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_hub::FakeHub;
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "hf_TestTokenDoNotPrint_8c1f2e";
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the built binary with a clean HF environment (`HOME` pointed at `home`), bounded in time.
+fn run_push(home: &Path, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlvr"));
+    cmd.arg("push").args(args);
+    for k in [
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HOME",
+        "XDG_CACHE_HOME",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", home).env("HF_ENDPOINT", endpoint);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rlvr");
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().unwrap()));
+    let err = pipe(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rlvr push did not finish in {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        ok: status.success(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    assert!(
+        !out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN),
+        "token printed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Write `files` under `dir`; return them as the expected repo tree.
+fn write_tree(dir: &Path, files: &[(&str, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
+    for (rel, data) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    files
+        .iter()
+        .map(|(r, d)| (r.to_string(), d.clone()))
+        .collect()
+}
+
+fn assert_same_tree(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "file lists differ"
+    );
+    for (path, data) in want {
+        let arrived = &got[path];
+        assert_eq!(
+            Sha256::digest(arrived),
+            Sha256::digest(data),
+            "sha256 of {path}"
+        );
+        assert!(arrived == data, "bytes of {path}");
+    }
+}
+
+#[test]
+fn push_uploads_every_file_byte_for_byte() {
+    let hub = FakeHub::start(TOKEN, None);
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = br#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64}"#.to_vec();
+    let tokenizer = format!(
+        r#"{{"model":{{"vocab":{{"a":0,"é":1}}}},"pad":"{}"}}"#,
+        "x".repeat(3000)
+    )
+    .into_bytes();
+    let want = write_tree(
+        dir.path(),
+        &[
+            ("config.json", config),
+            ("tokenizer.json", tokenizer),
+            ("model.safetensors", noise(11 * 1024 * 1024 + 7, 1)), // LFS, basic transfer
+            ("shards/big.bin", noise(13 * 1024 * 1024 + 3, 2)),    // LFS, multipart (3 parts)
+            ("empty.txt", vec![]),
+            ("bin/small.bin", noise(4096, 3)),
+        ],
+    );
+    write_tree(
+        dir.path(),
+        &[(".git/HEAD", b"ref: refs/heads/main\n".to_vec())],
+    );
+
+    let d = dir.path().to_str().unwrap();
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_TOKEN", TOKEN)],
+        &[d, "--repo", "alice/tiny", "--private"],
+    );
+    assert!(out.ok, "push failed:\n{}", out.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).expect("one JSON line on stdout");
+    assert_eq!(summary["files"], 6);
+    assert_eq!(summary["lfs_files"], 2);
+    assert!(summary["url"].as_str().unwrap().starts_with(&hub.url));
+
+    {
+        let st = hub.state();
+        assert!(
+            st.violations.is_empty(),
+            "protocol violations: {:#?}",
+            st.violations
+        );
+        assert_eq!(st.created.len(), 1);
+        let c = &st.created[0];
+        assert_eq!(
+            (
+                c["organization"].as_str(),
+                c["name"].as_str(),
+                c["private"].as_bool()
+            ),
+            (Some("alice"), Some("tiny"), Some(true))
+        );
+        assert_eq!(c["type"], "model");
+        let tree = &st.trees[&("alice/tiny".to_string(), "main".to_string())];
+        assert_same_tree(tree, &want);
+        assert_eq!(st.verified.len(), 2, "both LFS objects verified");
+        // The token went to every Hub endpoint and to nothing else.
+        let bearer = format!("Bearer {TOKEN}");
+        for r in &st.requests {
+            let storage = r.path.starts_with("/storage/") || r.path.starts_with("/complete/");
+            assert_eq!(
+                r.authorization.as_deref() == Some(bearer.as_str()),
+                !storage,
+                "{r:?}"
+            );
+        }
+        let puts = st.requests.iter().filter(|r| r.method == "PUT").count();
+        assert_eq!(puts, 1 + 3, "one basic PUT and three part PUTs");
+    }
+
+    // Again, to a new branch of the now existing repo, with one file changed: create answers
+    // 409, the branch is made, the LFS objects the Hub already has are not sent again.
+    let want_dev = write_tree(
+        dir.path(),
+        &[("config.json", br#"{"hidden_size":128}"#.to_vec())],
+    );
+    let mut want_dev_all = want.clone();
+    want_dev_all.extend(want_dev);
+    let before = hub.state().requests.len();
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_TOKEN", TOKEN)],
+        &[
+            d,
+            "--repo",
+            "alice/tiny",
+            "--revision",
+            "dev",
+            "-m",
+            "second",
+        ],
+    );
+    assert!(out.ok, "second push failed:\n{}", out.stderr);
+    assert!(out.stderr.contains("exists"), "{}", out.stderr);
+    let st = hub.state();
+    assert!(
+        st.violations.is_empty(),
+        "protocol violations: {:#?}",
+        st.violations
+    );
+    assert_eq!(st.created.len(), 1, "repo created once");
+    assert_same_tree(
+        &st.trees[&("alice/tiny".to_string(), "dev".to_string())],
+        &want_dev_all,
+    );
+    assert_eq!(
+        st.commit_summaries.last().map(String::as_str),
+        Some("second")
+    );
+    assert!(
+        st.requests[before..].iter().all(|r| r.method != "PUT"),
+        "LFS objects re-sent"
+    );
+    assert!(st.requests[before..]
+        .iter()
+        .any(|r| r.path == "/api/models/alice/tiny/branch/dev"));
+}
+
+#[test]
+fn token_comes_from_the_hf_cache() {
+    let hub = FakeHub::start(TOKEN, None);
+    let home = tempfile::tempdir().unwrap();
+    let hf_home = tempfile::tempdir().unwrap();
+    std::fs::write(hf_home.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let want = write_tree(
+        dir.path(),
+        &[
+            ("config.json", b"{}".to_vec()),
+            ("tokenizer.json", b"{\"v\":1}".to_vec()),
+        ],
+    );
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_HOME", hf_home.path().to_str().unwrap())],
+        &[dir.path().to_str().unwrap(), "--repo", "bob/m"],
+    );
+    assert!(out.ok, "push failed:\n{}", out.stderr);
+    let st = hub.state();
+    assert!(
+        st.violations.is_empty(),
+        "protocol violations: {:#?}",
+        st.violations
+    );
+    assert_eq!(st.created[0]["private"], false);
+    assert_same_tree(&st.trees[&("bob/m".to_string(), "main".to_string())], &want);
+
+    // And from ~/.cache/huggingface/token when HF_HOME is not set.
+    drop(st);
+    let cache = home.path().join(".cache/huggingface");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("token"), TOKEN).unwrap();
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[],
+        &[dir.path().to_str().unwrap(), "--repo", "bob/m2"],
+    );
+    assert!(out.ok, "push failed:\n{}", out.stderr);
+    assert!(hub.state().violations.is_empty());
+}
+
+#[test]
+fn missing_token_is_a_clear_error() {
+    let hub = FakeHub::start(TOKEN, None);
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("config.json", b"{}".to_vec())]);
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[],
+        &[dir.path().to_str().unwrap(), "--repo", "a/b"],
+    );
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("no Hugging Face token") && out.stderr.contains("HF_TOKEN"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        hub.state().requests.is_empty(),
+        "no request without a token"
+    );
+}
+
+#[test]
+fn missing_dir_is_a_clear_error() {
+    let hub = FakeHub::start(TOKEN, None);
+    let home = tempfile::tempdir().unwrap();
+    let gone = home.path().join("no-such-dir");
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_TOKEN", TOKEN)],
+        &[gone.to_str().unwrap(), "--repo", "a/b"],
+    );
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("no-such-dir") && out.stderr.contains("does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(hub.state().requests.is_empty());
+}
+
+#[test]
+fn bad_repo_id_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_push(
+        home.path(),
+        "http://127.0.0.1:9",
+        &[("HF_TOKEN", TOKEN)],
+        &[".", "--repo", "no-namespace"],
+    );
+    assert!(!out.ok);
+    assert!(out.stderr.contains("user/name"), "{}", out.stderr);
+}
+
+/// A server error names the endpoint and status; the Hub's message (which here echoes the
+/// Authorization header) is shown with the token scrubbed.
+fn assert_server_error(fail_path: &str, code: u16, want_in_msg: &str) {
+    let hub = FakeHub::start(TOKEN, Some((fail_path, code)));
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("config.json", b"{}".to_vec())]);
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_TOKEN", TOKEN)],
+        &[dir.path().to_str().unwrap(), "--repo", "carol/x"],
+    );
+    assert!(!out.ok);
+    let expect = format!("{}{want_in_msg}", hub.url);
+    assert!(
+        out.stderr.contains(&expect),
+        "no {expect} in:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("HTTP {code}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("<redacted>"),
+        "server message not shown:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn unauthorized_create_is_a_clear_error() {
+    assert_server_error("/api/repos/create", 401, "/api/repos/create");
+}
+
+#[test]
+fn server_error_on_commit_is_a_clear_error() {
+    assert_server_error("/commit/", 500, "/api/models/carol/x/commit/main");
+}
+
+#[test]
+fn unreachable_endpoint_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("config.json", b"{}".to_vec())]);
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run_push(
+        home.path(),
+        &url,
+        &[("HF_TOKEN", TOKEN)],
+        &[dir.path().to_str().unwrap(), "--repo", "a/b"],
+    );
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(&format!("{url}/api/repos/create")),
+        "{}",
+        out.stderr
+    );
+}
