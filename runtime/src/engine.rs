@@ -106,6 +106,24 @@ impl Engine {
         cfg: EngineConfig,
     ) -> Result<Self> {
         let mcfg = &model.config;
+        #[cfg(feature = "cuda")]
+        if model.device().is_cuda() {
+            use crate::cuda_backend::CudaKvCache;
+            let per_block = CudaKvCache::bytes_per_block(mcfg, cfg.block_size, model.dtype());
+            let num_blocks = cfg
+                .num_blocks
+                .unwrap_or(cfg.kv_cache_bytes / per_block)
+                .max(1);
+            let kv = CudaKvCache::new(
+                mcfg,
+                num_blocks,
+                cfg.block_size,
+                model.dtype(),
+                model.device(),
+            )
+            .ctx("allocating the CUDA KV cache")?;
+            return Ok(Self::with_backend(model, tokenizer, cfg, Box::new(kv)));
+        }
         let num_blocks = cfg
             .num_blocks
             .unwrap_or_else(|| {
@@ -344,7 +362,7 @@ impl Engine {
                     *computed,
                     self.requests[*request].n,
                 ),
-                Pending::Resume(s) => (s.tokens.len(), 0, 1),
+                Pending::Resume(s) => (s.tokens.len(), s.num_computed, 1),
             };
             if seqs_after + n > self.cfg.max_num_seqs
                 && !(batch.is_empty() && self.running.is_empty())
@@ -429,11 +447,21 @@ impl Engine {
                         });
                         continue;
                     }
-                    let row = rows.next().expect("one logits row per completed prefill");
+                    let row = rows.next().ok_or(RuntimeError::Internal(
+                        "no logits row for a completed prefill",
+                    ))?;
                     self.fork_group(request, block_table, &row, version, finished)?;
                 }
                 Pending::Resume(mut s) => {
-                    let row = rows.next().expect("one logits row per completed prefill");
+                    if !completes {
+                        // A long recompute continues in the next prefill step.
+                        s.num_computed += len;
+                        self.waiting.push_front(Pending::Resume(s));
+                        continue;
+                    }
+                    let row = rows.next().ok_or(RuntimeError::Internal(
+                        "no logits row for a completed prefill",
+                    ))?;
                     s.num_computed = s.tokens.len();
                     self.push_token(s, &row, version, finished)?;
                 }
@@ -651,6 +679,12 @@ impl Engine {
             .model
             .hidden(&input, &pos, attn.as_mut(), Mode::Inference)?;
         drop(attn);
+        if sample_rows.is_empty() {
+            // A prefill chunk that completes no prompt: only its KV writes matter (and a
+            // zero-row index_select is an invalid launch on CUDA).
+            self.stats.forward_s += t_fwd.elapsed().as_secs_f64();
+            return Ok(vec![]);
+        }
         let idx: Vec<u32> = sample_rows.iter().map(|&r| r as u32).collect();
         let idx = Tensor::from_vec(idx, sample_rows.len(), &dev).ctx("row index")?;
         let picked = hidden

@@ -12,6 +12,9 @@ pub enum RuntimeError {
         source: candle_core::Error,
     },
 
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+
     #[error("request {index}: {msg}")]
     BadRequest { index: usize, msg: String },
 

@@ -4,7 +4,7 @@
 //! (`LD_LIBRARY_PATH=/opt/cuda-pip/nogpu`).
 //!
 //! On a GPU machine: `cargo test --release --features cuda -p rlvr-runtime --test cuda -- --nocapture`
-//! Tolerances are relative to the largest reference logit: f32 1e-4, bf16 2e-2.
+//! Tolerances are relative to the largest reference |logit| (at least 1): f32 1e-4, bf16 2e-2.
 #![cfg(feature = "cuda")]
 
 use std::collections::HashMap;
@@ -152,9 +152,8 @@ fn drive(model: &Model, kv: &mut CudaKvCache, full: &Tensor, seqs: &[Vec<u32>]) 
             run(step, kv);
         }
     }
-    // A last mixed step: a 3-token chunk of a fresh copy of sequence 0 next to decode tokens
-    // is covered by the engine tests; here, re-run the final position of every sequence as a
-    // decode token (rewriting the same slot) to check the kernel on full-length contexts.
+    // Re-run every sequence's last position as a decode token (rewriting its slot with the same
+    // k, v): the decode path over full-length contexts.
     let last: Vec<(usize, usize)> = (0..seqs.len()).map(|s| (s, seqs[s].len() - 1)).collect();
     run(last, kv);
     (worst, max_abs(full))
@@ -328,7 +327,7 @@ fn bf16_engine_logprobs_match_full_scoring() {
             },
         ])
         .unwrap();
-    let mut worst = 0f32;
+    let (mut worst, mut scale) = (0f32, 1f32);
     for c in &got {
         let mut ids = c.prompt_token_ids.clone();
         ids.extend(&c.token_ids);
@@ -337,6 +336,7 @@ fn bf16_engine_logprobs_match_full_scoring() {
             .unwrap()
             .squeeze(0)
             .unwrap();
+        scale = scale.max(max_abs(&logits));
         let (lp, ent) = rlvr_models::logprobs::sequence_scores(&logits, &ids).unwrap();
         let off = c.prompt_token_ids.len() - 1;
         for k in 0..c.token_ids.len() {
@@ -344,8 +344,12 @@ fn bf16_engine_logprobs_match_full_scoring() {
             worst = worst.max((ent[off + k] - c.entropies[k]).abs());
         }
     }
-    println!("bf16 CUDA engine vs full scoring: max |Δ logprob/entropy| {worst:.3e}");
-    assert!(worst < 0.1, "{worst}");
+    println!(
+        "bf16 CUDA engine vs full scoring: max |Δ logprob/entropy| {worst:.3e} \
+         (max |logit| {scale:.2})"
+    );
+    // A log-prob moves by at most twice the largest logit change.
+    assert!(worst <= 2.0 * 2e-2 * scale, "{worst} vs scale {scale}");
 }
 
 #[test]
@@ -419,4 +423,80 @@ fn cpu_device_is_an_error() {
         .err()
         .expect("a CPU device is refused");
     assert!(err.to_string().contains("CUDA device"), "{err}");
+}
+
+/// Throughput of the CUDA engine on a SmolLM2-135M-shaped model with random weights (speed only),
+/// bf16, G = 8, 128 new tokens, EOS ignored. Prints one JSON line per shape; asserts nothing
+/// about time.
+#[test]
+fn rollout_throughput_smollm2_shape() {
+    let Some(dev) = gpu() else { return };
+    let cfg = ModelConfig {
+        arch: Architecture::Llama,
+        vocab_size: 49152,
+        hidden_size: 576,
+        intermediate_size: 1536,
+        num_layers: 30,
+        num_heads: 9,
+        num_kv_heads: 3,
+        head_dim: 64,
+        rms_norm_eps: 1e-5,
+        rope_theta: 100000.0,
+        rope_scaling: None,
+        max_position_embeddings: 8192,
+        tie_word_embeddings: true,
+        qkv_bias: false,
+        o_bias: false,
+        qk_norm: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    };
+    let model = Arc::new(Model::random(cfg, 7, DType::BF16, &dev).unwrap());
+    for prompts_n in [8usize, 32, 64] {
+        let prompts: Vec<Vec<u32>> = (0..prompts_n)
+            .map(|i| prompt(48 + i % 8, i as u32))
+            .collect();
+        let params = SamplingParams {
+            seed: 1,
+            max_new_tokens: 128,
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let mut e = Engine::new(
+            model.clone(),
+            None,
+            EngineConfig {
+                kv_cache_bytes: 4 << 30,
+                max_num_seqs: 1024,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Warm-up (kernel loading, allocator).
+        e.generate_groups(
+            &prompts[..1],
+            2,
+            &SamplingParams {
+                max_new_tokens: 4,
+                ..params.clone()
+            },
+        )
+        .unwrap();
+        e.reset_stats();
+        let t0 = std::time::Instant::now();
+        let out = e.generate_groups(&prompts, 8, &params).unwrap();
+        let wall = t0.elapsed().as_secs_f64();
+        let n: usize = out.iter().map(|c| c.token_ids.len()).sum();
+        let s = e.stats();
+        println!(
+            "{{\"bench\":\"rollout\",\"impl\":\"rlvr-cuda\",\"dtype\":\"bf16\",\"prompts\":{prompts_n},\"group\":8,\"max_new_tokens\":128,\"generated_tokens\":{n},\"wall_s\":{wall:.3},\"generated_tokens_per_s\":{:.1},\"decode_s\":{:.3},\"prefill_s\":{:.3},\"forward_s\":{:.3},\"sample_s\":{:.3},\"peak_kv_blocks\":{},\"kv_blocks_total\":{}}}",
+            n as f64 / wall,
+            s.decode_s,
+            s.prefill_s,
+            s.forward_s,
+            s.sample_s,
+            s.peak_kv_blocks,
+            s.kv_blocks_total
+        );
+    }
 }
