@@ -11,12 +11,21 @@ fn rlvr() -> Command {
 }
 
 fn gguf() -> String {
-    rlvr_models::source::default_gguf(false).expect("default GGUF").to_str().unwrap().to_string()
+    rlvr_models::source::default_gguf(false)
+        .expect("default GGUF")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn stdout_of(c: &mut Command) -> String {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{:?}: {}", c, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        c,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -24,21 +33,51 @@ fn stdout_of(c: &mut Command) -> String {
 fn generate_json_matches_score() {
     let model = gguf();
     let gen = stdout_of(rlvr().args([
-        "generate", "--model", &model, "--prompt", "What is 3 + 4? Put the final answer in \\boxed{}.", "-n", "2",
-        "--max-new-tokens", "24", "--seed", "5", "--json",
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "What is 3 + 4? Put the final answer in \\boxed{}.",
+        "-n",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--seed",
+        "5",
+        "--json",
     ]));
-    let lines: Vec<Value> = gen.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = gen
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("ids.jsonl");
     let mut f = std::fs::File::create(&input).unwrap();
     for l in &lines {
-        let mut ids: Vec<u64> = l["prompt_token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-        ids.extend(l["token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()));
+        let mut ids: Vec<u64> = l["prompt_token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        ids.extend(
+            l["token_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap()),
+        );
         writeln!(f, "{}", serde_json::json!({ "input_ids": ids })).unwrap();
     }
     drop(f);
-    let scored = stdout_of(rlvr().args(["score", "--model", &model, "--input", input.to_str().unwrap()]));
+    let scored = stdout_of(rlvr().args([
+        "score",
+        "--model",
+        &model,
+        "--input",
+        input.to_str().unwrap(),
+    ]));
     for (g, s) in lines.iter().zip(scored.lines()) {
         let s: Value = serde_json::from_str(s).unwrap();
         let p = g["prompt_token_ids"].as_array().unwrap().len();
@@ -60,14 +99,31 @@ fn export_round_trip_and_pull() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("hf");
     stdout_of(rlvr().args(["export", "--model", &model, "--out", out.to_str().unwrap()]));
-    let pulled: Value = serde_json::from_str(&stdout_of(rlvr().args(["pull", out.to_str().unwrap()]))).unwrap();
+    let pulled: Value =
+        serde_json::from_str(&stdout_of(rlvr().args(["pull", out.to_str().unwrap()]))).unwrap();
     assert_eq!(pulled["parameters"], 134515008);
     assert_eq!(pulled["architecture"], "llama");
     // Same scores from the GGUF and from the exported safetensors directory.
-    let mut child = rlvr().args(["score", "--model", &model, "--input", "/dev/stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = rlvr()
+        .args(["score", "--model", &model, "--input", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"{\"prompt\": \"The capital of France is\", \"chat\": false, \"completion\": \" Paris.\"}\n").unwrap();
     let a = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    let mut child = rlvr().args(["score", "--model", out.to_str().unwrap(), "--input", "/dev/stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = rlvr()
+        .args([
+            "score",
+            "--model",
+            out.to_str().unwrap(),
+            "--input",
+            "/dev/stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"{\"prompt\": \"The capital of France is\", \"chat\": false, \"completion\": \" Paris.\"}\n").unwrap();
     let b = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
     assert!(!a.is_empty());
