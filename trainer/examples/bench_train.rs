@@ -1,7 +1,10 @@
 //! Training-path throughput: forward+backward tokens/s and AdamW vs Magma step time, one JSON line.
 //!
 //! `cargo run -p rlvr-trainer --release --example bench_train -- [--hidden 64] [--layers 2]
-//!  [--vocab 256] [--tokens 1024] [--iters 3] [--model <dir>]` (add `--features cuda` for a GPU).
+//!  [--vocab 256] [--heads 4] [--kv-heads 2] [--intermediate 4*hidden] [--tied] [--tokens 1024]
+//!  [--iters 3] [--model <dir or .gguf>]` (add `--features cuda` for a GPU). The default model's
+//!  shape with random weights: `--hidden 576 --layers 30 --vocab 49152 --heads 9 --kv-heads 3
+//!  --intermediate 1536 --tied`.
 
 use candle_core::{DType, Device};
 use rlvr_models::{Architecture, LoadOptions, Model, ModelConfig};
@@ -47,16 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 arch: Architecture::Llama,
                 vocab_size: num(&args, "--vocab", 256)?,
                 hidden_size: hidden,
-                intermediate_size: 4 * hidden,
+                intermediate_size: num(&args, "--intermediate", 4 * hidden)?,
                 num_layers: num(&args, "--layers", 2)?,
-                num_heads: 4,
-                num_kv_heads: 2,
-                head_dim: hidden / 4,
+                num_heads: num(&args, "--heads", 4)?,
+                num_kv_heads: num(&args, "--kv-heads", 2)?,
+                head_dim: hidden / num(&args, "--heads", 4)?,
                 rms_norm_eps: 1e-5,
                 rope_theta: 10_000.0,
                 rope_scaling: None,
                 max_position_embeddings: 4096,
-                tie_word_embeddings: false,
+                tie_word_embeddings: args.iter().any(|a| a == "--tied"),
                 qkv_bias: false,
                 o_bias: false,
                 qk_norm: false,

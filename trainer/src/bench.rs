@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Tensor, D};
-use rlvr_models::{Mode, Model};
+use candle_core::{DType, Tensor};
+use rlvr_models::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::loss::log_softmax;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
+use crate::trainer::{micro_grads, train_forward_rows};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -23,6 +23,9 @@ pub struct BenchReport {
     pub iters: usize,
     pub fwd_bwd_ms: f64,
     pub fwd_bwd_tokens_per_s: f64,
+    /// Peak resident memory (MiB) of the process up to the end of the forward+backward passes,
+    /// before the optimizer benchmarks allocate their state (Linux `VmHWM`; 0 elsewhere).
+    pub fwd_bwd_peak_rss_mb: f64,
     pub adamw_step_ms: f64,
     pub magma_step_ms: f64,
     /// Of the Magma step: the alignment (cosine) computation.
@@ -48,22 +51,15 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
     let rows: Vec<Vec<u32>> = (0..rows_n)
         .map(|_| (0..seq_len).map(|_| rng.below(vocab) as u32).collect())
         .collect();
-    let targets: Vec<u32> = rows.iter().flat_map(|r| r[1..].iter().copied()).collect();
     let dev = model.device().clone();
-    let targets = Tensor::from_vec(targets, (rows_n, seq_len - 1), &dev)?;
+    // Every position after the first is a target, through the trainer's own path (hidden
+    // states → LM head on the target positions → fused log-prob).
+    let prompt_lens = vec![1; rows_n];
 
     let fwd_bwd = || -> Result<Vec<Option<Tensor>>> {
-        let logits = model.forward_padded(&rows, 0, Mode::Train)?;
-        let logits = logits.narrow(1, 0, seq_len - 1)?;
-        let lp = log_softmax(&logits)?;
-        let l = lp.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?;
-        let loss = l.mean_all()?.neg()?;
-        let g = loss.backward()?;
-        Ok(model
-            .vars()
-            .iter()
-            .map(|v| g.get(v.as_tensor()).cloned())
-            .collect())
+        let fwd = train_forward_rows(model, &rows, &prompt_lens, 0, 1.0, false)?;
+        let loss = fwd.l_theta.mean_all()?.neg()?;
+        micro_grads(model, fwd, &loss)
     };
     let sync = |gs: &[Option<Tensor>]| -> Result<()> {
         if let Some(Some(g)) = gs.first() {
@@ -73,13 +69,16 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
     };
     let grads = fwd_bwd()?;
     sync(&grads)?;
+    drop(grads);
     let t = Instant::now();
-    let mut grads = grads;
+    let mut grads = Vec::new();
     for _ in 0..iters {
+        drop(grads);
         grads = fwd_bwd()?;
         sync(&grads)?;
     }
     let fwd_bwd_s = t.elapsed().as_secs_f64() / iters as f64;
+    let fwd_bwd_peak_rss_mb = peak_rss_mb();
 
     let params: Vec<(String, candle_core::Var)> = model
         .named_vars()
@@ -119,10 +118,25 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
         iters,
         fwd_bwd_ms: fwd_bwd_s * 1e3,
         fwd_bwd_tokens_per_s: tokens as f64 / fwd_bwd_s,
+        fwd_bwd_peak_rss_mb,
         adamw_step_ms: adamw_ms,
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,
     })
+}
+
+/// Peak resident memory of the process in MiB (Linux `VmHWM`; 0 elsewhere).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

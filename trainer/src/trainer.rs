@@ -2,12 +2,18 @@
 //! S2T mask → `n_mb` mini-batches with micro-batch gradient accumulation → clip → optimizer step
 //! (`policy_version += 1` each) → `train_step += 1`.
 
+use std::collections::HashMap;
 use std::ops::{Deref, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, TensorId, Var};
+use rlvr_models::logprobs::{
+    target_logprobs_entropy, target_logprobs_entropy_host, target_stats,
+    target_stats_backward_in_place,
+};
+use rlvr_models::model::HiddenTape;
 use rlvr_models::{Mode, Model};
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +23,8 @@ use crate::correction::{is_weight, MismatchAcc, MismatchStats};
 use crate::data::ScoredGroup;
 use crate::error::{Result, TrainerError};
 use crate::loss::{
-    aggregation_weights, entropy_rows, k3_kl, log_softmax, surrogate_loss, weighted_sum,
-    ClipSettings, LossSettings, SurrogateStats, TokenTerms,
+    aggregation_weights, k3_kl, surrogate_loss, weighted_sum, ClipSettings, LossSettings,
+    SurrogateStats, TokenTerms,
 };
 use crate::optim::{MagmaStats, Optimizer};
 use crate::rng::SplitMix64;
@@ -100,11 +106,26 @@ impl Seq {
 }
 
 /// Per-token values of a forward over one micro-batch, per sequence.
-struct MicroOut {
+pub(crate) struct MicroOut {
     /// `[N]` log-probs of the completion tokens at the sampling temperature (autograd-capable).
-    l_theta: Tensor,
-    /// `[N, V]` tempered log-probs (kept only when the entropy bonus needs them).
-    log_probs: Option<Tensor>,
+    pub l_theta: Tensor,
+    /// `[N]` entropies at the sampling temperature (kept only when the entropy bonus needs them).
+    pub entropy: Option<Tensor>,
+    taped: Option<Taped>,
+}
+
+/// The hand-written backward's side of a micro-batch: autograd runs from the loss to `stats`
+/// (a leaf: per completion token the log-prob, entropy and log-sum-exp); the LM head, the fused
+/// log-prob kernel and the decoder tape take the gradient on from there.
+struct Taped {
+    tape: HiddenTape,
+    stats: Var,
+    logits: Tensor,
+    sel: Tensor,
+    targets: Vec<u32>,
+    temperature: f64,
+    idx: Tensor,
+    dims: (usize, usize, usize),
 }
 
 /// The RL trainer. It shares the model's `Var`s: optimizer steps are visible to every holder of
@@ -533,15 +554,22 @@ impl<M: Deref<Target = Model>> Trainer<M> {
                 out.kl += scalar(&kl)?;
                 loss = (loss + kl.affine(cfg.kl_coef, 0.0)?)?;
             }
-            if let Some(lp) = &fwd.log_probs {
-                let h = weighted_sum(&entropy_rows(lp)?, &w)?;
+            if let Some(ent) = &fwd.entropy {
+                let h = weighted_sum(ent, &w)?;
                 out.entropy += scalar(&h)?;
                 loss = (loss - h.affine(cfg.entropy_coef, 0.0)?)?;
             }
             out.loss += scalar(&loss)?;
-            let g = loss.backward()?;
+            let g = micro_grads(&self.model, fwd, &loss)?;
+            let by_id: HashMap<TensorId, Tensor> = self
+                .model
+                .vars()
+                .iter()
+                .zip(g)
+                .filter_map(|(v, g)| Some((v.as_tensor().id(), g?)))
+                .collect();
             for (acc_g, p) in grads.iter_mut().zip(self.optimizer.params()) {
-                if let Some(gi) = g.get(p.var.as_tensor()) {
+                if let Some(gi) = by_id.get(&p.var.as_tensor().id()) {
                     *acc_g = Some(match acc_g.take() {
                         Some(a) => (a + gi)?,
                         None => gi.clone(),
@@ -590,48 +618,57 @@ fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
-/// Rows `[b*s]` indices of the logits that predict each completion token, and the targets.
-fn completion_index(seqs: &[Seq], s: usize) -> (Vec<u32>, Vec<u32>) {
+/// Rows `[b*s]` indices of the positions that predict each completion token, and the targets.
+fn completion_index(rows: &[Vec<u32>], prompt_lens: &[usize], s: usize) -> (Vec<u32>, Vec<u32>) {
     let mut idx = Vec::new();
     let mut tgt = Vec::new();
-    for (b, q) in seqs.iter().enumerate() {
-        for t in q.prompt_len..q.row.len() {
+    for (b, (row, &p)) in rows.iter().zip(prompt_lens).enumerate() {
+        for (t, &tok) in row.iter().enumerate().skip(p) {
             idx.push((b * s + t - 1) as u32);
-            tgt.push(q.row[t]);
+            tgt.push(tok);
         }
     }
     (idx, tgt)
 }
 
-/// Logits `[N, V]` (f32) predicting the completion tokens of `seqs`, in Train mode (autograd),
-/// and the `[N]` targets.
+/// Logits `[N, V]` (f32) predicting the completion tokens (positions `prompt_lens[i]..` of
+/// `rows[i]`), and the `N` targets. The LM head runs only on those N positions. `grad`: record
+/// the autograd graph (Train mode); without it a Train mode forward still gives the training
+/// numerics, bit for bit.
+pub(crate) fn completion_logits_rows(
+    model: &Model,
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    pad_id: u32,
+    mode: Mode,
+    grad: bool,
+) -> Result<(Tensor, Vec<u32>)> {
+    let hidden = if grad {
+        model.hidden_padded(rows, pad_id, mode)?
+    } else {
+        model.hidden_padded_no_grad(rows, pad_id, mode)?
+    };
+    let (b, s, h) = hidden.dims3()?;
+    let (idx, tgt) = completion_index(rows, prompt_lens, s);
+    let idx = Tensor::from_vec(idx, tgt.len(), hidden.device())?;
+    let sel = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
+    let logits = match (grad, mode) {
+        (true, _) | (false, Mode::Inference) => model.logits_from_hidden(&sel, mode)?,
+        (false, Mode::Train) => model.logits_from_hidden_no_grad(&sel)?,
+    };
+    Ok((logits, tgt))
+}
+
 fn completion_logits(
     model: &Model,
     seqs: &[Seq],
     pad_id: u32,
     mode: Mode,
-) -> Result<(Tensor, Tensor)> {
+    grad: bool,
+) -> Result<(Tensor, Vec<u32>)> {
     let rows: Vec<Vec<u32>> = seqs.iter().map(|q| q.row.clone()).collect();
-    let logits = model.forward_padded(&rows, pad_id, mode)?;
-    let (b, s, v) = logits.dims3()?;
-    let (idx, tgt) = completion_index(seqs, s);
-    let dev = logits.device();
-    let n = idx.len();
-    let idx = Tensor::from_vec(idx, n, dev)?;
-    let sel = logits.reshape((b * s, v))?.index_select(&idx, 0)?;
-    Ok((sel, Tensor::from_vec(tgt, n, dev)?))
-}
-
-fn gather(lp: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    Ok(lp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)
-}
-
-fn tempered(x: &Tensor, temperature: f64) -> Result<Tensor> {
-    Ok(if temperature == 1.0 {
-        x.clone()
-    } else {
-        x.affine(1.0 / temperature, 0.0)?
-    })
+    let prompt_lens: Vec<usize> = seqs.iter().map(|q| q.prompt_len).collect();
+    completion_logits_rows(model, &rows, &prompt_lens, pad_id, mode, grad)
 }
 
 fn split_per_seq(seqs: &[Seq], flat: Vec<f64>) -> Vec<Vec<f64>> {
@@ -654,38 +691,161 @@ fn proximal_forward(
     } else {
         Mode::Train
     };
-    let (sel, tgt) = completion_logits(model, seqs, cfg.pad_id, mode)?;
-    let sel = sel.detach();
-    let lp1 = log_softmax(&sel)?;
-    let l1 = gather(&lp1, &tgt)?;
+    let (sel, tgt) = completion_logits(model, seqs, cfg.pad_id, mode, false)?;
+    let (l1, ent) = target_logprobs_entropy_host(&sel, &tgt, 1.0)?;
     let lt = if cfg.temperature == 1.0 {
         l1.clone()
     } else {
-        gather(&log_softmax(&tempered(&sel, cfg.temperature)?)?, &tgt)?
+        target_logprobs_entropy_host(&sel, &tgt, cfg.temperature)?.0
     };
-    let to = |t: &Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?) };
-    let prob: Vec<f64> = to(&l1)?.into_iter().map(f64::exp).collect();
-    let ent = to(&entropy_rows(&lp1)?)?;
+    let prob: Vec<f64> = l1.into_iter().map(f64::exp).collect();
     Ok((
-        split_per_seq(seqs, to(&lt)?),
+        split_per_seq(seqs, lt),
         split_per_seq(seqs, prob),
         split_per_seq(seqs, ent),
     ))
 }
 
-/// Forward with autograd: ℓ_θ of the completion tokens from logits / T.
+/// Forward for training: ℓ_θ of the completion tokens (`prompt_lens[i]..` of `rows[i]`) from
+/// logits / T, and their entropies, autograd-capable. On the CPU the decoder runs taped for the
+/// hand-written backward (see [`micro_grads`]); elsewhere through candle's autograd.
+pub(crate) fn train_forward_rows(
+    model: &Model,
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    pad_id: u32,
+    temperature: f64,
+    keep_entropy: bool,
+) -> Result<MicroOut> {
+    if !use_tape(model) {
+        let (sel, tgt) =
+            completion_logits_rows(model, rows, prompt_lens, pad_id, Mode::Train, true)?;
+        let (l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
+        return Ok(MicroOut {
+            l_theta,
+            entropy: keep_entropy.then_some(entropy),
+            taped: None,
+        });
+    }
+    let (hidden, tape) = model.hidden_padded_taped(rows, pad_id)?;
+    let (b, s, h) = hidden.dims3()?;
+    let (idx, targets) = completion_index(rows, prompt_lens, s);
+    let idx = Tensor::from_vec(idx, targets.len(), hidden.device())?;
+    let sel = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
+    drop(hidden);
+    // Detached LM head (as in the proximal pass, so values match bit for bit).
+    let logits = model.logits_from_hidden_no_grad(&sel)?;
+    let stats = Var::from_tensor(&target_stats(&logits, &targets, temperature)?)?;
+    let l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
+    let entropy = stats.as_tensor().narrow(1, 1, 1)?.squeeze(1)?;
+    Ok(MicroOut {
+        l_theta,
+        entropy: keep_entropy.then_some(entropy),
+        taped: Some(Taped {
+            tape,
+            stats,
+            logits,
+            sel,
+            targets,
+            temperature,
+            idx,
+            dims: (b, s, h),
+        }),
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: run the candle-autograd path even where the hand-written backward is available.
+    pub(crate) static FORCE_AUTOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn use_tape(model: &Model) -> bool {
+    #[cfg(test)]
+    if FORCE_AUTOGRAD.with(|f| f.get()) {
+        return false;
+    }
+    model.supports_taped_backward()
+}
+
+/// Backward of `loss` (a function of `fwd`'s outputs): the gradient of every model parameter, in
+/// [`Model::vars`] order (`None`: no gradient).
+pub(crate) fn micro_grads(
+    model: &Model,
+    fwd: MicroOut,
+    loss: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let MicroOut {
+        l_theta,
+        entropy,
+        taped,
+    } = fwd;
+    let g = loss.backward()?;
+    drop((l_theta, entropy));
+    let mut out: Vec<Option<Tensor>> = model
+        .vars()
+        .iter()
+        .map(|v| g.get(v.as_tensor()).cloned())
+        .collect();
+    let Some(t) = taped else {
+        return Ok(out);
+    };
+    let (b, s, h) = t.dims;
+    let stats = t.stats.as_tensor();
+    let d_stats = match g.get(stats) {
+        Some(d) => d.clone(),
+        None => stats.zeros_like()?,
+    };
+    drop(g);
+    // LM head: logits = sel · Wᵀ.
+    // The logits are not used after this: their buffer takes their gradient.
+    let d_logits =
+        target_stats_backward_in_place(t.logits, stats, &d_stats, &t.targets, t.temperature)?;
+    let head = model.lm_head_index();
+    let w = model.vars()[head].as_detached_tensor();
+    let dt = w.dtype();
+    let d_logits = d_logits.to_dtype(dt)?;
+    let d_sel = d_logits.matmul(&w)?;
+    let d_w = d_logits.t()?.matmul(&t.sel.to_dtype(dt)?)?;
+    drop(d_logits);
+    add_grad(&mut out[head], d_w)?;
+    let d_hidden = Tensor::zeros((b * s, h), dt, w.device())?
+        .index_add(&t.idx, &d_sel, 0)?
+        .reshape((b, s, h))?;
+    let decoder = model.backward_hidden(t.tape, &d_hidden)?;
+    for (o, d) in out.iter_mut().zip(decoder) {
+        if let Some(d) = d {
+            add_grad(o, d)?;
+        }
+    }
+    Ok(out)
+}
+
+fn add_grad(acc: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *acc = Some(match acc.take() {
+        Some(a) => (a + g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+/// [`train_forward_rows`] for a micro-batch of sequences.
 fn train_forward(
     model: &Model,
     seqs: &[Seq],
     cfg: &TrainerConfig,
-    keep_log_probs: bool,
+    keep_entropy: bool,
 ) -> Result<MicroOut> {
-    let (sel, tgt) = completion_logits(model, seqs, cfg.pad_id, Mode::Train)?;
-    let lp = log_softmax(&tempered(&sel, cfg.temperature)?)?;
-    Ok(MicroOut {
-        l_theta: gather(&lp, &tgt)?,
-        log_probs: keep_log_probs.then_some(lp),
-    })
+    let rows: Vec<Vec<u32>> = seqs.iter().map(|q| q.row.clone()).collect();
+    let prompt_lens: Vec<usize> = seqs.iter().map(|q| q.prompt_len).collect();
+    train_forward_rows(
+        model,
+        &rows,
+        &prompt_lens,
+        cfg.pad_id,
+        cfg.temperature,
+        keep_entropy,
+    )
 }
 
 #[cfg(test)]
