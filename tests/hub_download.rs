@@ -12,114 +12,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_hub_download::{sha_hex, DownloadHub, Snapshot};
-use rlvr_models::candle_core::{DType, Device, Tensor};
-use rlvr_models::tokenizers::models::bpe::BPE;
-use rlvr_models::tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use rlvr_models::tokenizers::{AddedToken, Tokenizer};
-use rlvr_models::{save_hf_dir, Architecture, Model, ModelConfig, TextTokenizer};
+use rlvr_models::candle_core::{Device, Tensor};
 use serde_json::{json, Value};
+
+mod support;
+use support::tiny_model_dir;
 
 const TOKEN: &str = "hf_DownloadTokenDoNotPrint_5d2a91";
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 const COMMIT_MAIN: &str = "1111111111111111111111111111111111111111";
 const COMMIT_V1: &str = "2222222222222222222222222222222222222222";
 const COMMIT_PR: &str = "3333333333333333333333333333333333333333";
-
-const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-/// A tiny Llama with a byte-level tokenizer, saved as an HF directory (as in tests/train_e2e.rs,
-/// with the layer count as a parameter). Returns its parameter count.
-fn tiny_model_dir(dir: &Path, chat_template: bool, num_layers: usize) -> usize {
-    let mut tokens: Vec<String> = vec![
-        "<|endoftext|>".into(),
-        "<|im_start|>".into(),
-        "<|im_end|>".into(),
-    ];
-    let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
-    alphabet.sort();
-    tokens.extend(alphabet.iter().map(|c| c.to_string()));
-    let vocab_size = 272;
-    while tokens.len() < vocab_size {
-        tokens.push(format!("<pad_{}>", tokens.len()));
-    }
-    let vocab: rlvr_models::tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, vec![])
-        .build()
-        .unwrap();
-    let mut t = Tokenizer::new(bpe);
-    t.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    t.with_decoder(Some(
-        rlvr_models::tokenizers::decoders::byte_level::ByteLevel::default(),
-    ));
-    t.add_special_tokens(&[
-        AddedToken::from("<|endoftext|>", true),
-        AddedToken::from("<|im_start|>", true),
-        AddedToken::from("<|im_end|>", true),
-    ]);
-    let tok = TextTokenizer {
-        inner: t,
-        chat_template: chat_template.then(|| TEMPLATE.to_string()),
-        bos_token: Some("<|im_start|>".into()),
-        eos_token: Some("<|im_end|>".into()),
-        pad_token: Some("<|endoftext|>".into()),
-        add_bos: false,
-        origin: dir.into(),
-    };
-    let cfg = ModelConfig {
-        arch: Architecture::Llama,
-        vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: None,
-        max_position_embeddings: 512,
-        tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        qk_norm: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    };
-    let m = Model::random(cfg, 5, DType::F32, &Device::Cpu).unwrap();
-    let digits: Vec<usize> = (0..10)
-        .map(|d| tokens.iter().position(|t| *t == d.to_string()).unwrap())
-        .collect();
-    for (name, var) in m.named_vars() {
-        let mut w: Vec<f32> = var
-            .as_detached_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let dims = var.dims().to_vec();
-        let cols = *dims.last().unwrap();
-        if name == "model.embed_tokens.weight" {
-            (0..dims[0]).for_each(|r| w[r * cols] = 1.0);
-        } else if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
-            w[..cols].iter_mut().for_each(|x| *x = 0.0);
-        } else if name == "model.norm.weight" {
-            w.iter_mut()
-                .enumerate()
-                .for_each(|(i, x)| *x = if i == 0 { 1.0 } else { 0.05 });
-        } else if name == "lm_head.weight" {
-            (0..dims[0]).for_each(|r| w[r * cols] = if digits.contains(&r) { 3.0 } else { 0.0 });
-        }
-        var.set(&Tensor::from_vec(w, dims, &Device::Cpu).unwrap())
-            .unwrap();
-    }
-    save_hf_dir(&m, &tok, None, &[2], dir, DType::F32).unwrap();
-    m.num_parameters()
-}
 
 /// Every file of a saved model directory, by name.
 fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -40,10 +40,26 @@ fn tiny() -> Arc<Model> {
 #[test]
 fn lr_zero_gives_unit_ratios_on_runtime_rollouts() {
     let model = tiny();
-    let mut engine = Engine::new(model.clone(), None, EngineConfig { block_size: 4, num_blocks: Some(128), ..Default::default() }).unwrap();
-    let prompts: Vec<Vec<u32>> = (0..3u32).map(|i| (0..5 + i).map(|t| 3 + (t * 5 + i) % 60).collect()).collect();
+    let mut engine = Engine::new(
+        model.clone(),
+        None,
+        EngineConfig {
+            block_size: 4,
+            num_blocks: Some(128),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let prompts: Vec<Vec<u32>> = (0..3u32)
+        .map(|i| (0..5 + i).map(|t| 3 + (t * 5 + i) % 60).collect())
+        .collect();
     for temperature in [1.0f32, 0.7] {
-        let params = SamplingParams { temperature, seed: 4, max_new_tokens: 10, ..Default::default() };
+        let params = SamplingParams {
+            temperature,
+            seed: 4,
+            max_new_tokens: 10,
+            ..Default::default()
+        };
         let out = engine.generate_groups(&prompts, 4, &params).unwrap();
         let groups: Vec<ScoredGroup> = (0..prompts.len())
             .map(|p| ScoredGroup {
@@ -66,7 +82,11 @@ fn lr_zero_gives_unit_ratios_on_runtime_rollouts() {
                     .collect(),
             })
             .collect();
-        let mut cfg = TrainerConfig { temperature: temperature as f64, num_minibatches: 2, ..Default::default() };
+        let mut cfg = TrainerConfig {
+            temperature: temperature as f64,
+            num_minibatches: 2,
+            ..Default::default()
+        };
         cfg.optimizer.lr = 0.0;
         let before = model.state_dict();
         let mut trainer = Trainer::new(model.clone(), cfg).unwrap();
@@ -74,9 +94,20 @@ fn lr_zero_gives_unit_ratios_on_runtime_rollouts() {
         assert_eq!(m.ratio_mean, 1.0, "T = {temperature}");
         assert_eq!(m.ratio_max_abs_dev, 0.0, "T = {temperature}");
         assert_eq!(m.clip_frac, 0.0, "T = {temperature}");
-        assert!(m.mismatch.max_abs_diff < 1e-4, "T = {temperature}: rollout vs trainer log-probs differ by {}", m.mismatch.max_abs_diff);
+        assert!(
+            m.mismatch.max_abs_diff < 1e-4,
+            "T = {temperature}: rollout vs trainer log-probs differ by {}",
+            m.mismatch.max_abs_diff
+        );
         for (name, t) in model.state_dict() {
-            let d = (t - &before[&name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d = (t - &before[&name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert_eq!(d, 0.0, "{name} moved with lr = 0");
         }
     }
