@@ -298,3 +298,102 @@ fn bad_inputs_are_named() {
         "{e}"
     );
 }
+
+/// Write `question`/`answer` string columns as a snappy-compressed Parquet file.
+fn write_parquet(path: &Path, rows: &[(String, String)]) {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+    let schema = Arc::new(
+        parse_message_type("message schema { REQUIRED BYTE_ARRAY question (UTF8); REQUIRED BYTE_ARRAY answer (UTF8); }").unwrap(),
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = SerializedFileWriter::new(file, schema, props).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    for col in 0..2 {
+        let values: Vec<ByteArray> = rows
+            .iter()
+            .map(|r| ByteArray::from(if col == 0 { r.0.as_str() } else { r.1.as_str() }))
+            .collect();
+        let mut w = group.next_column().unwrap().unwrap();
+        w.typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .unwrap();
+        w.close().unwrap();
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn parquet_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    tiny_model_dir(&model, true);
+    let rows: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            (
+                format!("Say the digit {}.", i % 10),
+                format!("#### {}", i % 10),
+            )
+        })
+        .collect();
+    let data = tmp.path().join("train.parquet");
+    write_parquet(&data, &rows);
+    let out = tmp.path().join("run");
+    run_ok(
+        &[
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "2",
+            "--prompts-per-step",
+            "2",
+            "--group-size",
+            "4",
+            "--max-new-tokens",
+            "1",
+            "--set",
+            "eval_size=4",
+            "--set",
+            "chat=false",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(metrics(&out).len(), 2);
+    // A row without the answer column: the file and row are named.
+    let bad = tmp.path().join("bad.parquet");
+    let rows: Vec<(String, String)> = vec![
+        ("Say 1.".into(), "#### 1".into()),
+        ("Say 2.".into(), "no answer here".into()),
+    ];
+    write_parquet(&bad, &rows);
+    let e = run_err(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r2").to_str().unwrap(),
+        "--set",
+        "eval_size=1",
+    ]);
+    assert!(
+        e.contains("bad.parquet:row 2") && e.contains("no gold answer"),
+        "{e}"
+    );
+}

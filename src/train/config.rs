@@ -55,7 +55,7 @@ impl Default for EngineSection {
 pub struct RunConfig {
     /// HF directory, .gguf, Hub id or `default`.
     pub model: String,
-    /// `arithmetic` (built-in), `gsm8k` (bundled), or a JSONL file.
+    /// `arithmetic` (built-in), `gsm8k` (bundled), or a JSONL or .parquet file.
     pub data: String,
     /// Field preset for JSONL data: `auto`, `gsm8k` (question/answer) or `math`
     /// (problem/solution/answer).

@@ -93,32 +93,31 @@ fn fields_for(cfg: &RunConfig, first: &Value) -> Fields {
     }
 }
 
-/// Parse JSONL problems; `origin` names the source in errors (file:line).
-pub fn parse_jsonl(text: impl BufRead, origin: &str, cfg: &RunConfig) -> Result<Vec<Problem>> {
+/// Problems from records (line/row number, JSON object); `origin` names the source in errors.
+fn parse_records(
+    records: impl Iterator<Item = Result<(usize, Value)>>,
+    origin: &str,
+    unit: &str,
+    cfg: &RunConfig,
+) -> Result<Vec<Problem>> {
     let mut out = vec![];
     let mut fields: Option<Fields> = None;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.with_context(|| format!("{origin}:{}: reading", i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{origin}:{}: not valid JSON", i + 1))?;
+    for rec in records {
+        let (i, v) = rec?;
         let f = fields.get_or_insert_with(|| fields_for(cfg, &v));
         let get = |k: &str| -> Result<String> {
             match v.get(k) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
-                Some(_) => bail!("{origin}:{}: field `{k}` is not a string", i + 1),
-                None => bail!("{origin}:{}: missing field `{k}`", i + 1),
+                Some(_) => bail!("{origin}:{unit}{i}: field `{k}` is not a string"),
+                None => bail!("{origin}:{unit}{i}: missing field `{k}`"),
             }
         };
         let question = get(&f.question)?;
         let raw = get(&f.answer)?;
         let gold = extract_gold(&raw, f.format).with_context(|| {
             format!(
-                "{origin}:{}: no gold answer found in field `{}`",
-                i + 1,
+                "{origin}:{unit}{i}: no gold answer found in field `{}`",
                 f.answer
             )
         })?;
@@ -134,6 +133,46 @@ pub fn parse_jsonl(text: impl BufRead, origin: &str, cfg: &RunConfig) -> Result<
     Ok(out)
 }
 
+/// Parse JSONL problems; errors name the file and line.
+pub fn parse_jsonl(text: impl BufRead, origin: &str, cfg: &RunConfig) -> Result<Vec<Problem>> {
+    let records = text.lines().enumerate().filter_map(|(i, line)| {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                return Some(Err(
+                    anyhow::Error::new(e).context(format!("{origin}:{}: reading", i + 1))
+                ))
+            }
+        };
+        if line.trim().is_empty() {
+            return None;
+        }
+        Some(
+            serde_json::from_str::<Value>(&line)
+                .with_context(|| format!("{origin}:{}: not valid JSON", i + 1))
+                .map(|v| (i + 1, v)),
+        )
+    });
+    parse_records(records, origin, "", cfg)
+}
+
+/// Parse a Parquet file (Hugging Face datasets' format) row by row; errors name the row.
+pub fn parse_parquet(path: &Path, cfg: &RunConfig) -> Result<Vec<Problem>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let origin = path.display().to_string();
+    let f = std::fs::File::open(path).with_context(|| format!("opening dataset {origin}"))?;
+    let reader = SerializedFileReader::new(f)
+        .with_context(|| format!("{origin}: not a readable Parquet file"))?;
+    let rows = reader
+        .get_row_iter(None)
+        .with_context(|| format!("{origin}: reading rows"))?;
+    let records = rows.enumerate().map(|(i, r)| {
+        r.with_context(|| format!("{origin}:row {}: unreadable", i + 1))
+            .map(|row| (i + 1, row.to_json_value()))
+    });
+    parse_records(records, &origin, "row ", cfg)
+}
+
 fn load_source(spec: &str, cfg: &RunConfig, test_split: bool) -> Result<Vec<Problem>> {
     match spec {
         "gsm8k" => {
@@ -144,6 +183,7 @@ fn load_source(spec: &str, cfg: &RunConfig, test_split: bool) -> Result<Vec<Prob
             };
             parse_jsonl(text.as_bytes(), name, cfg)
         }
+        path if path.ends_with(".parquet") => parse_parquet(Path::new(path), cfg),
         path => {
             let p = Path::new(path);
             let f = std::fs::File::open(p)
