@@ -349,3 +349,81 @@ impl ModelConfig {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama3(scaling: Option<Llama3RopeScaling>) -> ModelConfig {
+        ModelConfig {
+            arch: Architecture::Llama,
+            vocab_size: 8,
+            hidden_size: 4096,
+            intermediate_size: 8,
+            num_layers: 1,
+            num_heads: 32,
+            num_kv_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500000.0,
+            rope_scaling: scaling,
+            max_position_embeddings: 131072,
+            tie_word_embeddings: false,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: false,
+            bos_token_id: None,
+            eos_token_ids: vec![],
+        }
+    }
+
+    /// Llama-3.1's scaling: wavelengths shorter than original_ctx/high_freq_factor keep their
+    /// frequency, longer than original_ctx/low_freq_factor are divided by `factor`, and the band
+    /// between is a smooth interpolation.
+    #[test]
+    fn llama3_rope_scaling_bands() {
+        let s = Llama3RopeScaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
+        let base = llama3(None).rope_inv_freq();
+        let scaled = llama3(Some(s)).rope_inv_freq();
+        assert_eq!(base.len(), 64);
+        for (b, x) in base.iter().zip(&scaled) {
+            let wavelen = 2.0 * std::f64::consts::PI / *b as f64;
+            let ratio = *x as f64 / *b as f64;
+            if wavelen < 8192.0 / 4.0 {
+                assert!(
+                    (ratio - 1.0).abs() < 1e-6,
+                    "high frequency changed: {ratio}"
+                );
+            } else if wavelen > 8192.0 {
+                assert!(
+                    (ratio - 1.0 / 8.0).abs() < 1e-6,
+                    "low frequency not divided by 8: {ratio}"
+                );
+            } else {
+                assert!(
+                    ratio > 1.0 / 8.0 - 1e-9 && ratio < 1.0 + 1e-9,
+                    "band ratio {ratio}"
+                );
+            }
+        }
+        // Monotone: frequencies keep decreasing along the head dimension.
+        assert!(scaled.windows(2).all(|w| w[1] <= w[0]));
+        // Parsed from an HF config the same way.
+        let json = r#"{"model_type":"llama","hidden_size":4096,"intermediate_size":8,"num_hidden_layers":1,
+            "num_attention_heads":32,"num_key_value_heads":8,"vocab_size":8,"rope_theta":500000.0,
+            "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+            "original_max_position_embeddings":8192}}"#;
+        let cfg = ModelConfig::from_hf_json(json, Path::new("config.json")).unwrap();
+        assert_eq!(cfg.rope_scaling, Some(s));
+        assert_eq!(cfg.rope_inv_freq(), scaled);
+        let round =
+            ModelConfig::from_hf_json(&cfg.to_hf_json("float32").to_string(), Path::new("c"))
+                .unwrap();
+        assert_eq!(round, cfg);
+    }
+}

@@ -224,6 +224,35 @@ fn bf16_export_loads_back_close() {
 }
 
 #[test]
+fn f16_safetensors_load() {
+    let m = Model::random(
+        tiny_config(Architecture::Llama, true),
+        23,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    save(&m, dir.path());
+    rlvr_models::weights::save_safetensors(
+        &m.state_dict(),
+        DType::F16,
+        &dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let back = load_source(
+        &ModelSource::Dir(dir.path().into()),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    for (name, t) in m.state_dict() {
+        let d = max_diff(&t, &back.model.state_dict()[&name]);
+        assert!(d < 1e-3, "{name}: f16 round trip differs by {d}");
+    }
+}
+
+#[test]
 fn sharded_loading() {
     let m = Model::random(
         tiny_config(Architecture::Llama, false),
