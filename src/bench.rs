@@ -164,7 +164,7 @@ pub fn bench_prompts(m: &rlvr_models::LoadedModel, n: usize) -> Result<Vec<Vec<u
         .map(|i| {
             let (a, b) = (7 + 13 * i % 90, 3 + 29 * i % 70);
             let q = format!("What is {a} + {b}? Put the final answer in \\boxed{{}}.");
-            crate::gen_cmds::encode_prompt(m, &q, true)
+            Ok(m.tokenizer.encode_prompt(&q, true)?)
         })
         .collect()
 }

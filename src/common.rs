@@ -83,6 +83,23 @@ impl ModelArgs {
     }
 }
 
+/// The `input_ids` array of a JSONL line, checked against the vocabulary; None if absent.
+pub fn input_ids(v: &serde_json::Value, vocab_size: usize) -> Result<Option<Vec<u32>>> {
+    let Some(ids) = v.get("input_ids") else {
+        return Ok(None);
+    };
+    let vocab = vocab_size as u64;
+    ids.as_array()
+        .context("`input_ids` must be an array of integers")?
+        .iter()
+        .map(|x| match x.as_u64() {
+            Some(i) if i < vocab => Ok(i as u32),
+            _ => bail!("`input_ids` entry {x} is not a token id below the vocabulary size {vocab}"),
+        })
+        .collect::<Result<Vec<u32>>>()
+        .map(Some)
+}
+
 /// Read a JSONL file into values; a bad line is an error naming the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

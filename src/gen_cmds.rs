@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use rlvr_models::{ChatMessage, LoadedModel};
+use rlvr_models::LoadedModel;
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 use serde_json::{json, Value};
 
-use crate::common::{read_jsonl, ModelArgs};
+use crate::common::{input_ids, read_jsonl, ModelArgs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -109,38 +109,21 @@ pub struct GenerateArgs {
 
 /// Token ids of one prompt line or text.
 pub fn prompt_ids(m: &LoadedModel, v: &Value, chat: bool) -> Result<Vec<u32>> {
-    if let Some(ids) = v.get("input_ids") {
-        let vocab = m.model.config.vocab_size as u64;
-        return ids
-            .as_array()
-            .context("`input_ids` must be an array")?
-            .iter()
-            .map(|x| match x.as_u64() {
-                Some(i) if i < vocab => Ok(i as u32),
-                _ => bail!("`input_ids` entry {x} is not a token id below {vocab}"),
-            })
-            .collect();
+    if let Some(ids) = input_ids(v, m.model.config.vocab_size)? {
+        return Ok(ids);
     }
     let text = ["prompt", "question", "problem"]
         .iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str))
         .context("each line needs `prompt` (or `question` / `problem`) or `input_ids`")?;
-    encode_prompt(m, text, chat)
-}
-
-pub fn encode_prompt(m: &LoadedModel, text: &str, chat: bool) -> Result<Vec<u32>> {
-    Ok(if chat {
-        m.tokenizer.encode_chat(&[ChatMessage::user(text)], true)?
-    } else {
-        m.tokenizer.encode(text, true)?
-    })
+    Ok(m.tokenizer.encode_prompt(text, chat)?)
 }
 
 pub fn generate(a: &GenerateArgs) -> Result<()> {
     let m = a.model.load()?;
     let chat = !a.no_chat;
     let prompts: Vec<Vec<u32>> = match (&a.prompt, &a.prompts) {
-        (Some(p), None) => vec![encode_prompt(&m, p, chat)?],
+        (Some(p), None) => vec![m.tokenizer.encode_prompt(p, chat)?],
         (None, Some(file)) => read_jsonl(file)?
             .iter()
             .enumerate()

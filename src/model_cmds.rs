@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
-use rlvr_models::{ChatMessage, LoadedModel, Mode};
+use rlvr_models::{LoadedModel, Mode};
 use serde_json::{json, Value};
 
-use crate::common::{read_jsonl, ModelArgs};
+use crate::common::{input_ids, read_jsonl, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct PullArgs {
@@ -58,20 +58,8 @@ pub struct ScoreArgs {
 
 /// Token ids of one score input line (prompt chat-rendered unless `"chat": false`).
 pub fn score_ids(m: &LoadedModel, v: &Value) -> Result<Vec<u32>> {
-    if let Some(ids) = v.get("input_ids") {
-        let ids = ids
-            .as_array()
-            .context("`input_ids` must be an array of integers")?;
-        let vocab = m.model.config.vocab_size as u64;
-        return ids
-            .iter()
-            .map(|x| match x.as_u64() {
-                Some(i) if i < vocab => Ok(i as u32),
-                _ => bail!(
-                    "`input_ids` entry {x} is not a token id below the vocabulary size {vocab}"
-                ),
-            })
-            .collect();
+    if let Some(ids) = input_ids(v, m.model.config.vocab_size)? {
+        return Ok(ids);
     }
     let prompt = v
         .get("prompt")
@@ -79,12 +67,7 @@ pub fn score_ids(m: &LoadedModel, v: &Value) -> Result<Vec<u32>> {
         .context("each line needs `input_ids`, or `prompt` (+ optional `completion`)")?;
     let completion = v.get("completion").and_then(Value::as_str).unwrap_or("");
     let chat = v.get("chat").and_then(Value::as_bool).unwrap_or(true);
-    let mut ids = if chat {
-        m.tokenizer
-            .encode_chat(&[ChatMessage::user(prompt)], true)?
-    } else {
-        m.tokenizer.encode(prompt, true)?
-    };
+    let mut ids = m.tokenizer.encode_prompt(prompt, chat)?;
     ids.extend(m.tokenizer.encode(completion, false)?);
     Ok(ids)
 }

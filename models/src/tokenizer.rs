@@ -335,6 +335,16 @@ impl TextTokenizer {
         )
     }
 
+    /// A user prompt as token ids: chat-rendered (with the generation prompt) when `chat`, else
+    /// raw text with the tokenizer's special tokens (BOS where it adds one).
+    pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
+        if chat {
+            self.encode_chat(&[ChatMessage::user(text)], true)
+        } else {
+            self.encode(text, true)
+        }
+    }
+
     /// Chat-render and tokenize (no extra special tokens: the template already has them).
     pub fn encode_chat(
         &self,

@@ -336,6 +336,15 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The verifier settings of the reward.
+    pub fn verifier(&self) -> rlvr_verifier::VerifierConfig {
+        rlvr_verifier::VerifierConfig {
+            last_number_fallback: self.last_number_fallback,
+            boxed_bonus: self.boxed_bonus,
+            ..rlvr_verifier::VerifierConfig::default()
+        }
+    }
+
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }

@@ -13,16 +13,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rlvr_models::{ChatMessage, LoadedModel};
+use rlvr_models::LoadedModel;
 use rlvr_runtime::EngineConfig;
 use rlvr_trainer::Trainer;
-use rlvr_verifier::VerifierConfig;
 use serde_json::{json, Value};
 
 pub use config::RunConfig;
 use eval::{evaluate, EvalResult, EvalSpec};
 use pipeline::{Buffer, Event, GeneratorSpec, Pipeline};
-use task::{render_question, Dataset, Problem};
+use task::{encode_problem, Dataset, Problem};
 
 use crate::common::ModelArgs;
 
@@ -140,15 +139,6 @@ fn load_model(cfg: &RunConfig) -> Result<LoadedModel> {
     .load()
 }
 
-fn encode(m: &LoadedModel, cfg: &RunConfig, p: &Problem) -> Result<Vec<u32>> {
-    let text = render_question(cfg, p);
-    Ok(if cfg.chat {
-        m.tokenizer.encode_chat(&[ChatMessage::user(text)], true)?
-    } else {
-        m.tokenizer.encode(&text, true)?
-    })
-}
-
 fn engine_config(cfg: &RunConfig) -> EngineConfig {
     EngineConfig {
         block_size: cfg.engine.block_size,
@@ -156,14 +146,6 @@ fn engine_config(cfg: &RunConfig) -> EngineConfig {
         num_blocks: None,
         max_batch_tokens: cfg.engine.max_batch_tokens,
         max_num_seqs: cfg.engine.max_num_seqs,
-    }
-}
-
-fn verifier_config(cfg: &RunConfig) -> VerifierConfig {
-    VerifierConfig {
-        last_number_fallback: cfg.last_number_fallback,
-        boxed_bonus: cfg.boxed_bonus,
-        ..VerifierConfig::default()
     }
 }
 
@@ -213,7 +195,7 @@ impl Evaluator {
         cfg: &RunConfig,
         eos: &[u32],
     ) -> Result<EvalResult> {
-        let vc = verifier_config(cfg);
+        let vc = cfg.verifier();
         evaluate(
             m,
             tok,
@@ -284,7 +266,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let evaluator = Evaluator {
         prompts: eval_problems
             .iter()
-            .map(|p| encode(&loaded, &cfg, p))
+            .map(|p| encode_problem(&loaded.tokenizer, &cfg, p))
             .collect::<Result<_>>()?,
         problems: eval_problems,
     };
@@ -593,7 +575,7 @@ pub fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let problems = dataset.eval_set(cfg.eval_size);
     let prompts = problems
         .iter()
-        .map(|p| encode(&m, &cfg, p))
+        .map(|p| encode_problem(&m.tokenizer, &cfg, p))
         .collect::<Result<_>>()?;
     let eos = m.eos_ids();
     let ev = Evaluator { problems, prompts };

@@ -92,11 +92,7 @@ impl Pipeline {
         let (permit_tx, permit_rx) = bounded::<u64>(1024);
         let (job_tx, job_rx) = bounded::<RolloutJob>(cfg.prompts_per_step * (k as usize + 1));
         let (ev_tx, ev_rx) = bounded::<Event>(cfg.prompts_per_step * (k as usize + 2) + 4);
-        let verifier = VerifierConfig {
-            last_number_fallback: cfg.last_number_fallback,
-            boxed_bonus: cfg.boxed_bonus,
-            ..VerifierConfig::default()
-        };
+        let verifier = cfg.verifier();
         let mut workers = vec![];
         for _ in 0..cfg.verifier_workers.max(1) {
             let rx = job_rx.clone();
@@ -186,15 +182,8 @@ fn generate_loop(
         };
         let mut reqs = Vec::with_capacity(problems.len());
         for (i, p) in problems.iter().enumerate() {
-            let text = super::task::render_question(cfg, p);
-            let ids = if cfg.chat {
-                spec.tokenizer
-                    .encode_chat(&[rlvr_models::ChatMessage::user(text)], true)?
-            } else {
-                spec.tokenizer.encode(&text, true)?
-            };
             reqs.push(Request {
-                prompt_ids: ids,
+                prompt_ids: super::task::encode_problem(&spec.tokenizer, cfg, p)?,
                 params: SamplingParams {
                     temperature: cfg.temperature,
                     top_p: cfg.top_p,

@@ -297,6 +297,15 @@ fn permuted(i: u64, n: u64, seed: u64) -> u64 {
     })
 }
 
+/// A problem's prompt as token ids (template, then chat rendering unless `chat = false`).
+pub fn encode_problem(
+    tok: &rlvr_models::TextTokenizer,
+    cfg: &RunConfig,
+    p: &Problem,
+) -> Result<Vec<u32>> {
+    Ok(tok.encode_prompt(&render_question(cfg, p), cfg.chat)?)
+}
+
 /// The prompt text for a problem.
 pub fn render_question(cfg: &RunConfig, p: &Problem) -> String {
     let template = if !cfg.prompt_template.is_empty() {
