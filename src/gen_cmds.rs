@@ -56,9 +56,14 @@ impl SamplingArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {
-    /// KV cache memory budget in MiB.
-    #[arg(long, default_value_t = 1024)]
-    pub kv_cache_mb: usize,
+    /// KV cache memory budget in MiB (default 1024; on CUDA only when given and
+    /// --gpu-memory-fraction is not).
+    #[arg(long)]
+    pub kv_cache_mb: Option<usize>,
+    /// CUDA: size the KV pool so that this process uses at most this fraction of the GPU's
+    /// memory (default 0.9 unless --kv-cache-mb is given).
+    #[arg(long)]
+    pub gpu_memory_fraction: Option<f64>,
     /// Tokens per KV block.
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
@@ -74,8 +79,13 @@ impl EngineArgs {
     pub fn config(&self) -> EngineConfig {
         EngineConfig {
             block_size: self.block_size,
-            kv_cache_bytes: self.kv_cache_mb << 20,
+            kv_cache_bytes: self.kv_cache_mb.unwrap_or(1024) << 20,
             num_blocks: None,
+            gpu_memory_fraction: match (self.gpu_memory_fraction, self.kv_cache_mb) {
+                (Some(f), _) => Some(f),
+                (None, Some(_)) => None,
+                (None, None) => Some(0.9),
+            },
             max_batch_tokens: self.max_batch_tokens,
             max_num_seqs: self.max_num_seqs,
         }

@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod device_mem;
 pub mod error;
 pub mod gguf;
 pub mod loaded;
@@ -20,7 +21,7 @@ pub mod weights;
 pub use attention::{Attention, CausalAttention};
 pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
-pub use loaded::{load, load_source, save_hf_dir, LoadOptions, LoadedModel};
+pub use loaded::{load, load_source, save_hf_dir, save_hf_dir_with, LoadOptions, LoadedModel};
 pub use model::{Mode, Model};
 pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_ID};
 pub use tokenizer::{ChatMessage, TextTokenizer};

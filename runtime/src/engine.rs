@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub kv_cache_bytes: usize,
     /// Exact pool size in blocks (overrides the budget; tests use tiny pools).
     pub num_blocks: Option<usize>,
+    /// CUDA only: size the KV pool so that this process uses at most this fraction of the
+    /// device's memory (vLLM's `gpu_memory_utilization`), measured when the engine is created;
+    /// overrides `kv_cache_bytes` there. Ignored on the CPU.
+    pub gpu_memory_fraction: Option<f64>,
     /// Token budget of one prefill step (longer prompts are prefilled in chunks).
     pub max_batch_tokens: usize,
     /// Samples running at once.
@@ -43,10 +47,32 @@ impl Default for EngineConfig {
             block_size: 16,
             kv_cache_bytes: 1 << 30,
             num_blocks: None,
+            gpu_memory_fraction: None,
             max_batch_tokens: 2048,
             max_num_seqs: 256,
         }
     }
+}
+
+/// KV budget in bytes for [`EngineConfig::gpu_memory_fraction`] on `device` (CUDA).
+#[cfg(feature = "cuda")]
+fn kv_budget_from_fraction(fraction: f64, device: &Device) -> Result<usize> {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(RuntimeError::BadRequest {
+            index: 0,
+            msg: format!("gpu_memory_fraction must be in (0, 1], got {fraction}"),
+        });
+    }
+    let (free, total) = rlvr_models::device_mem::cuda_free_total(device).ok_or(
+        RuntimeError::Internal("no memory information from the CUDA device"),
+    )?;
+    rlvr_models::device_mem::budget_from_fraction(fraction, free, total)
+        .map(|b| b as usize)
+        .ok_or(RuntimeError::NoKvMemory {
+            fraction,
+            used_mib: (total - free) >> 20,
+            total_mib: total >> 20,
+        })
 }
 
 /// Counters for benchmarks and metrics.
@@ -110,10 +136,11 @@ impl Engine {
         if model.device().is_cuda() {
             use crate::cuda_backend::CudaKvCache;
             let per_block = CudaKvCache::bytes_per_block(mcfg, cfg.block_size, model.dtype());
-            let num_blocks = cfg
-                .num_blocks
-                .unwrap_or(cfg.kv_cache_bytes / per_block)
-                .max(1);
+            let budget = match cfg.gpu_memory_fraction {
+                Some(f) => kv_budget_from_fraction(f, model.device())?,
+                None => cfg.kv_cache_bytes,
+            };
+            let num_blocks = cfg.num_blocks.unwrap_or(budget / per_block).max(1);
             let kv = CudaKvCache::new(
                 mcfg,
                 num_blocks,

@@ -18,6 +18,13 @@ pub enum RuntimeError {
     #[error("request {index}: {msg}")]
     BadRequest { index: usize, msg: String },
 
+    #[error("gpu_memory_fraction {fraction}: this process already uses {used_mib} MiB of the device's {total_mib} MiB, which leaves no room for a KV cache (raise the fraction)")]
+    NoKvMemory {
+        fraction: f64,
+        used_mib: u64,
+        total_mib: u64,
+    },
+
     #[error("KV cache too small: request {index} needs {needed} blocks of {block_size} tokens but the pool has only {total} (raise the KV memory budget or lower max_new_tokens)")]
     KvTooSmall {
         index: usize,

@@ -33,7 +33,12 @@ impl Default for TaskConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSection {
+    /// KV pool in MiB on the CPU (and on CUDA when `gpu_memory_fraction` is 0).
     pub kv_cache_mb: usize,
+    /// CUDA: the KV pool takes what keeps this process within this fraction of the GPU's memory,
+    /// measured after the weights and optimizer state are allocated; the rest is left to the
+    /// training forward/backward. 0 = use `kv_cache_mb`.
+    pub gpu_memory_fraction: f64,
     pub block_size: usize,
     pub max_num_seqs: usize,
     pub max_batch_tokens: usize,
@@ -43,6 +48,7 @@ impl Default for EngineSection {
     fn default() -> Self {
         Self {
             kv_cache_mb: 1024,
+            gpu_memory_fraction: 0.5,
             block_size: 16,
             max_num_seqs: 256,
             max_batch_tokens: 2048,
@@ -323,6 +329,12 @@ impl RunConfig {
         }
         if self.temperature.is_nan() || self.temperature <= 0.0 {
             bail!("temperature must be > 0 for RL sampling");
+        }
+        let f = self.engine.gpu_memory_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            bail!(
+                "engine.gpu_memory_fraction must be in [0, 1] (0: use engine.kv_cache_mb), got {f}"
+            );
         }
         if !["f32", "bf16", "none"].contains(&self.export_dtype.as_str()) {
             bail!(
