@@ -127,6 +127,28 @@ pub fn save_hf_dir(
     dir: &Path,
     dtype: DType,
 ) -> Result<()> {
+    save_hf_dir_with(
+        model,
+        &model.state_dict(),
+        tokenizer,
+        generation_config,
+        eos_ids,
+        dir,
+        dtype,
+    )
+}
+
+/// [`save_hf_dir`] with given weights (HF names) in place of the model's own, e.g. a trainer's
+/// f32 master copies of bf16 weights.
+pub fn save_hf_dir_with(
+    model: &Model,
+    weights: &std::collections::BTreeMap<String, candle_core::Tensor>,
+    tokenizer: &TextTokenizer,
+    generation_config: Option<&Value>,
+    eos_ids: &[u32],
+    dir: &Path,
+    dtype: DType,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.into(),
         source,
@@ -157,7 +179,7 @@ pub fn save_hf_dir(
         }
     })?;
     write_file(&dir.join("config.json"), config.as_bytes())?;
-    weights::save_safetensors(&model.state_dict(), dtype, &dir.join("model.safetensors"))?;
+    weights::save_safetensors(weights, dtype, &dir.join("model.safetensors"))?;
     tokenizer.save(dir)?;
     let gen = match generation_config {
         Some(g) => g.clone(),

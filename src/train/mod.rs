@@ -144,6 +144,8 @@ fn engine_config(cfg: &RunConfig) -> EngineConfig {
         block_size: cfg.engine.block_size,
         kv_cache_bytes: cfg.engine.kv_cache_mb << 20,
         num_blocks: None,
+        gpu_memory_fraction: (cfg.engine.gpu_memory_fraction > 0.0)
+            .then_some(cfg.engine.gpu_memory_fraction),
         max_batch_tokens: cfg.engine.max_batch_tokens,
         max_num_seqs: cfg.engine.max_num_seqs,
     }
@@ -200,7 +202,9 @@ impl Evaluator {
             m,
             tok,
             EngineConfig {
+                // A second pool beside the generator's: a fixed size, not a share of the GPU.
                 kv_cache_bytes: (cfg.engine.kv_cache_mb << 20) / 2,
+                gpu_memory_fraction: None,
                 ..engine_config(cfg)
             },
             &EvalSpec {
@@ -526,8 +530,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             candle_core::DType::F32
         };
         let out = run_dir.join("final");
-        rlvr_models::save_hf_dir(
+        rlvr_models::save_hf_dir_with(
             &model,
+            &trainer.full_precision_state_dict(),
             &tokenizer,
             generation_config.as_ref(),
             &eos,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use rlvr_models::Model;
+use rlvr_models::{device_mem, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -21,11 +21,17 @@ pub struct BenchReport {
     pub seq_len: usize,
     pub batch_tokens: usize,
     pub iters: usize,
+    /// Rows per forward/backward micro-batch (gradients summed over micro-batches in f32).
+    pub micro_batch_rows: usize,
     pub fwd_bwd_ms: f64,
     pub fwd_bwd_tokens_per_s: f64,
-    /// Peak resident memory (MiB) of the process up to the end of the forward+backward passes,
-    /// before the optimizer benchmarks allocate their state (Linux `VmHWM`; 0 elsewhere).
-    pub fwd_bwd_peak_rss_mb: f64,
+    /// Peak memory (MiB) of the forward+backward passes, before the optimizer benchmarks
+    /// allocate their state: on CUDA the high-water mark of candle's allocations (weights
+    /// included), on the CPU the process's peak RSS.
+    pub fwd_bwd_peak_mb: f64,
+    /// Peak memory (MiB) over the whole benchmark, optimizer state (m, v, f32 master copies of
+    /// bf16 weights) included.
+    pub peak_mb: f64,
     pub adamw_step_ms: f64,
     pub magma_step_ms: f64,
     /// Of the Magma step: the alignment (cosine) computation.
@@ -39,8 +45,15 @@ impl BenchReport {
 }
 
 /// Measure forward+backward and optimizer steps on a batch of about `batch_tokens` random tokens
-/// in rows of up to 256 tokens, averaged over `iters` runs after one warm-up.
-pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<BenchReport> {
+/// in rows of up to 256 tokens, averaged over `iters` runs after one warm-up. With
+/// `micro_batch_tokens`, the forward/backward runs over micro-batches of that many tokens (at
+/// least one row) and sums their gradients, as the trainer does.
+pub fn bench_train(
+    model: &Model,
+    batch_tokens: usize,
+    micro_batch_tokens: Option<usize>,
+    iters: usize,
+) -> Result<BenchReport> {
     let iters = iters.max(1);
     let seq_len = batch_tokens
         .clamp(2, 256)
@@ -54,13 +67,13 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
     let dev = model.device().clone();
     // Every position after the first is a target, through the trainer's own path (hidden
     // states → LM head on the target positions → fused log-prob).
-    let prompt_lens = vec![1; rows_n];
+    let micro_rows = micro_batch_tokens
+        .map_or(rows_n, |t| (t / seq_len).max(1))
+        .min(rows_n);
+    device_mem::keep_freed_memory(&dev);
+    device_mem::reset_peak(&dev);
 
-    let fwd_bwd = || -> Result<Vec<Option<Tensor>>> {
-        let fwd = train_forward_rows(model, &rows, &prompt_lens, 0, 1.0, false)?;
-        let loss = fwd.l_theta.mean_all()?.neg()?;
-        micro_grads(model, fwd, &loss)
-    };
+    let fwd_bwd = || summed_grads(model, &rows, micro_rows);
     let sync = |gs: &[Option<Tensor>]| -> Result<()> {
         if let Some(Some(g)) = gs.first() {
             g.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
@@ -78,7 +91,7 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
         sync(&grads)?;
     }
     let fwd_bwd_s = t.elapsed().as_secs_f64() / iters as f64;
-    let fwd_bwd_peak_rss_mb = peak_rss_mb();
+    let fwd_bwd_peak_mb = peak_mb(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
         .named_vars()
@@ -116,27 +129,47 @@ pub fn bench_train(model: &Model, batch_tokens: usize, iters: usize) -> Result<B
         seq_len,
         batch_tokens: tokens,
         iters,
+        micro_batch_rows: micro_rows,
         fwd_bwd_ms: fwd_bwd_s * 1e3,
         fwd_bwd_tokens_per_s: tokens as f64 / fwd_bwd_s,
-        fwd_bwd_peak_rss_mb,
+        fwd_bwd_peak_mb,
+        peak_mb: peak_mb(&dev),
         adamw_step_ms: adamw_ms,
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,
     })
 }
 
-/// Peak resident memory of the process in MiB (Linux `VmHWM`; 0 elsewhere).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+/// Gradient of the mean negative log-likelihood of `rows` (every token after the first is a
+/// target), summed over micro-batches of `micro_rows` rows in f32.
+fn summed_grads(
+    model: &Model,
+    rows: &[Vec<u32>],
+    micro_rows: usize,
+) -> Result<Vec<Option<Tensor>>> {
+    let targets: usize = rows.iter().map(|r| r.len().saturating_sub(1)).sum();
+    let mut acc: Vec<Option<Tensor>> = vec![None; model.vars().len()];
+    for chunk in rows.chunks(micro_rows.max(1)) {
+        let prompt_lens = vec![1; chunk.len()];
+        let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false)?;
+        let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
+        for (a, g) in acc.iter_mut().zip(micro_grads(model, fwd, &loss)?) {
+            let Some(g) = g else { continue };
+            let g = match g.dtype() {
+                DType::BF16 | DType::F16 => g.to_dtype(DType::F32)?,
+                _ => g,
+            };
+            *a = Some(match a.take() {
+                Some(x) => (x + g)?,
+                None => g,
+            });
+        }
+    }
+    Ok(acc)
+}
+
+fn peak_mb(dev: &candle_core::Device) -> f64 {
+    device_mem::peak_bytes(dev).map_or(0.0, |b| b as f64 / (1 << 20) as f64)
 }
 
 #[cfg(test)]
@@ -148,10 +181,39 @@ mod tests {
     fn bench_runs_and_leaves_weights_unchanged() {
         let model = tiny_model(3);
         let before = weight_bits(&model);
-        let r = bench_train(&model, 64, 1).unwrap();
+        let r = bench_train(&model, 64, None, 1).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
+        assert!(r.fwd_bwd_peak_mb > 0.0 && r.peak_mb >= r.fwd_bwd_peak_mb);
         assert!(r.to_json_line().starts_with('{'));
         assert_eq!(weight_bits(&model), before);
+    }
+
+    #[test]
+    fn micro_batches_give_the_full_batch_gradient() {
+        let model = tiny_model(5);
+        let rows: Vec<Vec<u32>> = (0..6u32)
+            .map(|r| (0..9u32).map(|t| (r * 7 + t * 3) % 30 + 1).collect())
+            .collect();
+        let full = summed_grads(&model, &rows, 6).unwrap();
+        let micro = summed_grads(&model, &rows, 4).unwrap();
+        let mut compared = 0;
+        for (a, b) in full.iter().zip(&micro) {
+            if let (Some(a), Some(b)) = (a, b) {
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                let d = d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                let scale = a.abs().unwrap().max_all().unwrap();
+                let scale = scale
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                assert!(d <= 1e-5 * scale.max(1e-3), "grad diff {d} (scale {scale})");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, model.vars().len());
+        let r = bench_train(&model, 64, Some(16), 1).unwrap();
+        assert!(r.micro_batch_rows >= 1 && r.micro_batch_rows <= r.rows);
     }
 }

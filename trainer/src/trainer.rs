@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::advantage::batch_advantages;
 use crate::config::{ProximalMode, TrainerConfig};
-use crate::correction::{is_weight, MismatchAcc, MismatchStats};
+use crate::correction::{is_weight, IsWeight, MismatchAcc, MismatchStats};
 use crate::data::ScoredGroup;
 use crate::error::{Result, TrainerError};
 use crate::loss::{
@@ -84,6 +84,9 @@ pub struct Timings {
     pub total_ms: f64,
     /// Response tokens trained on per second of forward+backward.
     pub train_tokens_per_s: f64,
+    /// Peak memory during the step: on CUDA the high-water mark of candle's allocations, on the
+    /// CPU the process's peak RSS (MiB; 0 where unknown).
+    pub peak_memory_mb: f64,
 }
 
 /// One sample laid out for the model, with everything the loss needs per token.
@@ -216,9 +219,27 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             .map(|l| l.write().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The weights at full precision, HF names: the optimizer's f32 masters where the model's
+    /// weights are bf16/f16, else the weights themselves (for exports).
+    pub fn full_precision_state_dict(&self) -> std::collections::BTreeMap<String, Tensor> {
+        self.optimizer
+            .params()
+            .iter()
+            .map(|p| {
+                let t = match &p.master {
+                    Some(m) => m.clone(),
+                    None => p.var.as_detached_tensor(),
+                };
+                (p.name.clone(), t)
+            })
+            .collect()
+    }
+
     /// Consume one rollout batch: `n_mb` optimizer steps.
     pub fn train_step(&mut self, groups: &[ScoredGroup]) -> Result<StepMetrics> {
         let start = Instant::now();
+        let device = self.model.device().clone();
+        rlvr_models::device_mem::reset_peak(&device);
         let prep = self.prepare(groups)?;
         let mut m = prep.metrics.clone();
         let mut sstats = SurrogateStats::default();
@@ -229,6 +250,9 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             let t1 = Instant::now();
             let out = self.minibatch(&prep, k)?;
             fb_s += t1.elapsed().as_secs_f64();
+            if let Some(acc) = &out.rollout_mismatch {
+                m.mismatch = acc.finish();
+            }
             m.s2t_candidates += out.s2t_candidates;
             m.s2t_masked += out.s2t_masked;
             let Some(grads) = out.grads else {
@@ -294,6 +318,8 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         m.timings.forward_backward_ms = fb_s * 1e3;
         m.timings.optimizer_ms = opt_s * 1e3;
         m.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        m.timings.peak_memory_mb = rlvr_models::device_mem::peak_bytes(&device)
+            .map_or(0.0, |b| b as f64 / (1 << 20) as f64);
         m.timings.train_tokens_per_s = if fb_s > 0.0 {
             sstats.tokens as f64 / fb_s
         } else {
@@ -479,6 +505,9 @@ impl<M: Deref<Target = Model>> Trainer<M> {
     /// micro-batches (normalisation global to the mini-batch). No optimizer step.
     pub(crate) fn minibatch(&self, prep: &Prepared, k: usize) -> Result<MinibatchOut> {
         let cfg = &self.config;
+        // With ℓ_prox = ℓ_b there is no proximal forward to compare the rollout with: the first
+        // mini-batch's training forward (no update of this step yet) takes its place.
+        let measure_mismatch = k == 0 && cfg.proximal == ProximalMode::Rollout;
         let settings = self.settings;
         let mb = prep.minibatches[k].clone();
         let mb_seqs = &prep.seqs[mb.clone()];
@@ -529,6 +558,21 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             let seqs = &prep.seqs[r];
             let _guard = self.read_lock();
             let fwd = train_forward(&self.model, seqs, cfg, cfg.entropy_coef != 0.0)?;
+            if measure_mismatch {
+                let lt = fwd.l_theta.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                let lb = seqs.iter().flat_map(|s| s.l_prox.iter().copied());
+                let acc = out
+                    .rollout_mismatch
+                    .get_or_insert_with(MismatchAcc::default);
+                let unit = IsWeight {
+                    weight: 1.0,
+                    keep: true,
+                    truncated: false,
+                };
+                for (l_theta, l_b) in lt.into_iter().zip(lb) {
+                    acc.add(l_theta as f64, l_b, &unit);
+                }
+            }
             let terms: Vec<TokenTerms> = seqs
                 .iter()
                 .flat_map(|s| (0..s.len()).map(move |t| (s, t)))
@@ -567,7 +611,8 @@ impl<M: Deref<Target = Model>> Trainer<M> {
                 .iter()
                 .zip(g)
                 .filter_map(|(v, g)| Some((v.as_tensor().id(), g?)))
-                .collect();
+                .map(|(id, g)| Ok((id, accumulation_dtype(g)?)))
+                .collect::<Result<_>>()?;
             for (acc_g, p) in grads.iter_mut().zip(self.optimizer.params()) {
                 if let Some(gi) = by_id.get(&p.var.as_tensor().id()) {
                     *acc_g = Some(match acc_g.take() {
@@ -601,6 +646,17 @@ pub(crate) struct MinibatchOut {
     pub s2t_candidates: usize,
     pub s2t_masked: usize,
     pub grads: Option<Vec<Option<Tensor>>>,
+    /// ℓ_θ of the training forward vs ℓ_b (rollout mode, first mini-batch only).
+    pub rollout_mismatch: Option<MismatchAcc>,
+}
+
+/// Gradients of bf16/f16 weights are summed over micro-batches in f32 (the optimizer's master
+/// precision), not in the weights' 8-bit mantissa.
+fn accumulation_dtype(g: Tensor) -> Result<Tensor> {
+    Ok(match g.dtype() {
+        DType::BF16 | DType::F16 => g.to_dtype(DType::F32)?,
+        _ => g,
+    })
 }
 
 fn micro_batches(r: &Range<usize>, size: usize) -> Vec<Range<usize>> {

@@ -4,7 +4,7 @@ use crate::correction::CorrectionMode;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
 use crate::test_util::*;
-use candle_core::Var;
+use candle_core::{Device, Var};
 use rlvr_models::Model;
 
 fn f64_bits(t: &Tensor) -> Vec<u64> {
@@ -470,7 +470,11 @@ fn cheap_mode_uses_rollout_logprobs() {
     let groups = toy_rollouts(&model, 4, 8, 1);
     let m = tr.train_step(&groups).unwrap();
     assert!(m.ratio_max_abs_dev > 0.0 && m.ratio_max_abs_dev < 1e-4);
-    assert_eq!((m.band_masked_frac, m.mismatch.tokens), (0.0, 0));
+    assert_eq!(m.band_masked_frac, 0.0);
+    // The rollout ↔ trainer mismatch comes from the first mini-batch's training forward.
+    assert!(m.mismatch.tokens > 0 && m.mismatch.tokens < m.response_tokens);
+    assert!(m.mismatch.max_abs_diff > 0.0 && m.mismatch.max_abs_diff < 1e-4);
+    assert!(m.mismatch.mismatch_k3.abs() < 1e-8);
     // S2T in cheap mode needs the runtime's raw log-probs and entropies.
     let mut bad = groups.clone();
     bad[0].samples[0].entropies.clear();
@@ -703,4 +707,99 @@ fn learns_the_toy_task_with_adamw() {
 fn learns_the_toy_task_with_magma() {
     // Magma's mean step is ≈ ¼ of AdamW's (p·s): a 2× higher LR, as algorithms.md §2.4 suggests.
     learns(OptimizerKind::Magma, 1e-2);
+}
+
+/// Half-precision weights on the CPU, as bf16 weights are on CUDA (candle's CPU backend has no
+/// bf16 matmul, so f16 stands in): the trainer runs candle's autograd over composed ops (the path
+/// it takes on CUDA), keeps f32 masters in the optimizer, refreshes the shared half-precision
+/// weights in place after each step, sums micro-batch gradients in f32 and logs the
+/// rollout ↔ trainer mismatch.
+#[test]
+fn half_weights_train_on_the_autograd_path_with_f32_masters() {
+    let model = Model::random(tiny_config(2, 16), 9, DType::F16, &Device::Cpu).unwrap();
+    assert!(!model.supports_taped_backward());
+    // A view taken before training: in-place refreshes must show through it.
+    let view = model
+        .named_vars()
+        .find(|(n, _)| n.contains("layers.1.self_attn.q_proj"))
+        .map(|(_, v)| v.as_detached_tensor())
+        .unwrap();
+
+    // lr = 0: the trainer's forward equals the proximal one, ratio exactly 1.
+    let mut cfg = toy_config(OptimizerKind::AdamW, 0.0);
+    cfg.proximal = ProximalMode::Recompute;
+    let mut tr = Trainer::new(&model, cfg).unwrap();
+    let mut groups = toy_rollouts(&model, 4, 8, 3);
+    for g in &mut groups {
+        g.samples[0].reward = 1.0; // non-zero advantages in every group
+    }
+    let m = tr.train_step(&groups).unwrap();
+    assert_eq!(
+        (m.ratio_mean, m.ratio_max_abs_dev, m.clip_frac),
+        (1.0, 0.0, 0.0)
+    );
+    // The naive sampler and the trainer both run f16 weights: small but real mismatch.
+    assert!(m.mismatch.tokens > 0 && m.mismatch.max_abs_diff < 0.1);
+
+    let mut cfg = toy_config(OptimizerKind::AdamW, 1e-3);
+    cfg.proximal = ProximalMode::Rollout;
+    cfg.micro_batch_size = 3; // several micro-batches per mini-batch
+    let mut tr = Trainer::new(&model, cfg).unwrap();
+    let before = view
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let m = tr.train_step(&groups).unwrap();
+    assert_eq!(m.optimizer_steps, 2);
+    assert!(
+        m.mismatch.tokens > 0 && m.mismatch.max_abs_diff < 0.1,
+        "{:?}",
+        m.mismatch
+    );
+    assert!(m.timings.peak_memory_mb > 0.0);
+    let after = view
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_ne!(before, after, "the shared f16 storage was updated in place");
+    for p in tr.optimizer.params() {
+        let master = p.master.as_ref().expect("f16 weights keep an f32 master");
+        assert_eq!(master.dtype(), DType::F32);
+        let cast = master.to_dtype(DType::F16).unwrap().flatten_all().unwrap();
+        let var = p.var.as_detached_tensor().flatten_all().unwrap();
+        // f16 → f32 is exact, so equal f32 bits mean equal f16 bits.
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v = t.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(bits(&cast), bits(&var), "{}: var = f16(master)", p.name);
+    }
+}
+
+/// The toy task learned with f16 weights and f32 masters (the CPU stand-in for CUDA's bf16).
+#[test]
+fn half_precision_learns_the_toy_task() {
+    let model = Model::random(tiny_config(2, 16), 12, DType::F16, &Device::Cpu).unwrap();
+    let mut cfg = toy_config(OptimizerKind::AdamW, 5e-3);
+    cfg.num_minibatches = 2;
+    cfg.micro_batch_size = 64;
+    let mut tr = Trainer::new(&model, cfg).unwrap();
+    let mut rng = crate::rng::SplitMix64::new(2024);
+    let mut rewards = vec![];
+    for _ in 0..150 {
+        let groups = toy_rollouts_at(&model, 16, 8, &mut rng, 1.0, tr.policy_version());
+        let m = tr.train_step(&groups).unwrap();
+        assert!(m.loss.is_finite());
+        rewards.push(m.reward_mean);
+    }
+    let first = rewards[..3].iter().sum::<f64>() / 3.0;
+    let last = rewards[rewards.len() - 5..].iter().sum::<f64>() / 5.0;
+    eprintln!("f16 AdamW: reward {first:.3} → {last:.3}");
+    assert!(first < 0.1 && last > 0.9, "f16: {first} → {last}");
 }
