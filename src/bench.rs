@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Tensor;
 use rlvr_models::{CausalAttention, Mode};
 use serde_json::json;
@@ -19,9 +19,12 @@ pub enum BenchCommand {
     Train {
         #[command(flatten)]
         model: ModelArgs,
-        /// Tokens per forward+backward (rows of up to 256 tokens).
+        /// Tokens per optimizer step (rows of up to 256 tokens).
         #[arg(long, default_value_t = 4096)]
         batch_tokens: usize,
+        /// Tokens per forward/backward micro-batch (default: the whole batch at once).
+        #[arg(long)]
+        micro_batch_tokens: Option<usize>,
         #[arg(long, default_value_t = 2)]
         iters: usize,
     },
@@ -90,10 +93,12 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Train {
             model,
             batch_tokens,
+            micro_batch_tokens,
             iters,
         } => {
-            let m = model.load()?;
-            let r = rlvr_trainer::bench_train(&m.model, *batch_tokens, *iters)?;
+            let m = BenchModel::load(model)?;
+            let r =
+                rlvr_trainer::bench_train(&m.model, *batch_tokens, *micro_batch_tokens, *iters)?;
             let mut v = serde_json::to_value(&r)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("bench".into(), json!("train"));
@@ -111,7 +116,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
 }
 
 fn forward(a: &ForwardArgs) -> Result<()> {
-    let m = a.model.load()?;
+    let m = BenchModel::load(&a.model)?;
     let dev = m.model.device().clone();
     let vocab = m.model.config.vocab_size as u32;
     // Deterministic pseudo-random ids: the benchmark measures compute, not the text.
@@ -158,25 +163,80 @@ fn forward(a: &ForwardArgs) -> Result<()> {
     Ok(())
 }
 
+/// A benchmark's model: loaded, or `random:<preset>` (a known shape with random weights, for
+/// speed only; no tokenizer).
+pub struct BenchModel {
+    pub model: rlvr_models::Model,
+    pub tokenizer: Option<rlvr_models::TextTokenizer>,
+    pub eos_ids: Vec<u32>,
+}
+
+impl BenchModel {
+    pub fn load(args: &ModelArgs) -> Result<Self> {
+        let Some(name) = args.model.strip_prefix("random:") else {
+            let l = args.load()?;
+            let eos_ids = l.eos_ids();
+            return Ok(Self {
+                model: l.model,
+                tokenizer: Some(l.tokenizer),
+                eos_ids,
+            });
+        };
+        let cfg = rlvr_models::ModelConfig::preset(name).with_context(|| {
+            format!(
+                "unknown random model {name:?} (known: {})",
+                rlvr_models::config::PRESETS.join(", ")
+            )
+        })?;
+        let device = crate::common::device(args.device.as_deref())?;
+        let dtype = crate::common::dtype(args.dtype.as_deref(), &device)?;
+        let model = rlvr_models::Model::random(cfg, 7, dtype, &device)?;
+        eprintln!(
+            "rlvr: model random:{name}: {:.1}M parameters, random weights, {dtype:?} on {device:?}",
+            model.num_parameters() as f64 / 1e6
+        );
+        Ok(Self {
+            eos_ids: model.config.eos_token_ids.clone(),
+            model,
+            tokenizer: None,
+        })
+    }
+
+    /// `n` prompts: chat-rendered arithmetic questions, or for random weights the token ids of
+    /// scripts/bench_transformers_gpu.py (lengths 48..55), so both run the same shapes.
+    pub fn prompts(&self, n: usize) -> Result<Vec<Vec<u32>>> {
+        match &self.tokenizer {
+            Some(t) => bench_prompts(t, n),
+            None => Ok((0..n)
+                .map(|i| {
+                    (0..48 + i % 8)
+                        .map(|j| 3 + ((j * 7 + i * 13) % 90) as u32)
+                        .collect()
+                })
+                .collect()),
+        }
+    }
+}
+
 /// Chat-rendered arithmetic prompts like the default task's.
-pub fn bench_prompts(m: &rlvr_models::LoadedModel, n: usize) -> Result<Vec<Vec<u32>>> {
+pub fn bench_prompts(tok: &rlvr_models::TextTokenizer, n: usize) -> Result<Vec<Vec<u32>>> {
     (0..n)
         .map(|i| {
             let (a, b) = (7 + 13 * i % 90, 3 + 29 * i % 70);
             let q = format!("What is {a} + {b}? Put the final answer in \\boxed{{}}.");
-            Ok(m.tokenizer.encode_prompt(&q, true)?)
+            Ok(tok.encode_prompt(&q, true)?)
         })
         .collect()
 }
 
 fn rollout(a: &RolloutArgs) -> Result<()> {
-    let m = a.model.load()?;
-    let prompts = bench_prompts(&m, a.prompts)?;
+    let m = BenchModel::load(&a.model)?;
+    let prompts = m.prompts(a.prompts)?;
     let params = rlvr_runtime::SamplingParams {
         temperature: a.temperature,
         seed: a.seed,
         max_new_tokens: a.max_new_tokens,
-        stop_token_ids: m.eos_ids(),
+        stop_token_ids: m.eos_ids.clone(),
         ignore_eos: a.ignore_eos,
         ..Default::default()
     };

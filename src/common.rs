@@ -54,6 +54,9 @@ fn default_device() -> Device {
 }
 
 pub fn dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
+    if device.is_cpu() && matches!(spec, Some("bf16") | Some("bfloat16")) {
+        bail!("--dtype bf16 needs a CUDA device: candle's CPU backend has no bf16 matmul (use f32, or f16)");
+    }
     Ok(match spec {
         None if device.is_cuda() => DType::BF16,
         None => DType::F32,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod common;
+mod device_check;
 mod gen_cmds;
 mod model_cmds;
 mod push_cmd;
@@ -40,6 +41,9 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Sample completions with the paged runtime.
     Generate(gen_cmds::GenerateArgs),
+    /// Check a device (CUDA) against the CPU and transformers' goldens in f32 and bf16, and paged
+    /// decode against full forward there; prints JSON.
+    DeviceCheck(device_check::DeviceCheckArgs),
     /// Benchmarks that print one JSON line.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +60,7 @@ fn main() {
         Command::Eval(a) => train::eval_cmd(a),
         Command::Verify(a) => verify_cmd::run(a),
         Command::Generate(a) => gen_cmds::generate(a),
+        Command::DeviceCheck(a) => device_check::run(a),
         Command::Bench(b) => bench::run(b),
     };
     if let Err(e) = result {

@@ -100,7 +100,58 @@ fn token_ids(v: Option<&Value>) -> Vec<u32> {
     }
 }
 
+/// Shapes of real models for speed measurements with random weights (`random:<name>`).
+pub const PRESETS: [&str; 4] = ["smollm2-135m", "qwen2-0.5b", "qwen2.5-1.5b", "qwen3-0.6b"];
+
 impl ModelConfig {
+    /// The config of a known model shape (see [`PRESETS`]): SmolLM2-135M-Instruct, Qwen2-0.5B,
+    /// Qwen2.5-1.5B and Qwen3-0.6B as their HF `config.json` give them.
+    pub fn preset(name: &str) -> Option<Self> {
+        let llama = |vocab, hidden, inter, layers, heads, kv, theta| ModelConfig {
+            arch: Architecture::Llama,
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: inter,
+            num_layers: layers,
+            num_heads: heads,
+            num_kv_heads: kv,
+            head_dim: hidden / heads,
+            rms_norm_eps: 1e-5,
+            rope_theta: theta,
+            rope_scaling: None,
+            max_position_embeddings: 8192,
+            tie_word_embeddings: true,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        };
+        let qwen2 = |hidden, inter, layers, heads, kv| ModelConfig {
+            arch: Architecture::Qwen2,
+            rms_norm_eps: 1e-6,
+            max_position_embeddings: 32768,
+            qkv_bias: true,
+            bos_token_id: Some(151643),
+            eos_token_ids: vec![151645],
+            ..llama(151936, hidden, inter, layers, heads, kv, 1_000_000.0)
+        };
+        Some(match name {
+            "smollm2-135m" => llama(49152, 576, 1536, 30, 9, 3, 100_000.0),
+            "qwen2-0.5b" => qwen2(896, 4864, 24, 14, 2),
+            "qwen2.5-1.5b" => qwen2(1536, 8960, 28, 12, 2),
+            "qwen3-0.6b" => ModelConfig {
+                arch: Architecture::Qwen3,
+                head_dim: 128,
+                qkv_bias: false,
+                qk_norm: true,
+                max_position_embeddings: 40960,
+                ..qwen2(1024, 3072, 28, 16, 8)
+            },
+            _ => return None,
+        })
+    }
+
     /// Parse an HF `config.json`.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| {
