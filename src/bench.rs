@@ -32,6 +32,9 @@ pub enum BenchCommand {
     Step {
         #[arg(long, default_value = "default")]
         model: String,
+        /// cpu, cuda or cuda:N (default: cuda when built with it and a GPU is present).
+        #[arg(long)]
+        device: Option<String>,
         #[arg(long, default_value_t = 3)]
         steps: u64,
         /// Config overrides, as for `rlvr train --set`.
@@ -89,7 +92,12 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Forward(a) => forward(a),
         BenchCommand::Rollout(a) => rollout(a),
         BenchCommand::Verify { n } => crate::verify_cmd::bench(*n),
-        BenchCommand::Step { model, steps, set } => crate::train::bench_step(model, *steps, set),
+        BenchCommand::Step {
+            model,
+            device,
+            steps,
+            set,
+        } => crate::train::bench_step(model, device.as_deref(), *steps, set),
         BenchCommand::Train {
             model,
             batch_tokens,

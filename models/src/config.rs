@@ -405,6 +405,26 @@ impl ModelConfig {
 mod tests {
     use super::*;
 
+    #[test]
+    fn presets_have_the_real_models_parameter_counts() {
+        // Counts of the published checkpoints (tied embeddings counted once).
+        for (name, want) in [
+            ("smollm2-135m", 134_515_008usize),
+            ("qwen2-0.5b", 494_032_768),
+            ("qwen2.5-1.5b", 1_543_714_304),
+            ("qwen3-0.6b", 596_049_920),
+        ] {
+            let cfg = ModelConfig::preset(name).unwrap();
+            let n: usize = crate::model::expected_tensors(&cfg)
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(n, want, "{name}");
+        }
+        assert!(ModelConfig::preset("gpt2").is_none());
+        assert_eq!(PRESETS.len(), 4);
+    }
+
     fn llama3(scaling: Option<Llama3RopeScaling>) -> ModelConfig {
         ModelConfig {
             arch: Architecture::Llama,

@@ -236,8 +236,14 @@ pub fn target_logprobs_entropy_composed(
     targets: &[u32],
     temperature: f64,
 ) -> Result<(Tensor, Tensor)> {
+    // Half-precision logits (bf16 on CUDA) are normalised in f32; the cast is differentiable,
+    // so the gradient flows back to them.
+    let logits = match logits.dtype() {
+        DType::BF16 | DType::F16 => logits.to_dtype(DType::F32)?,
+        _ => logits.clone(),
+    };
     let z = if temperature == 1.0 {
-        logits.clone()
+        logits
     } else {
         logits.affine(1.0 / temperature, 0.0)?
     };
@@ -245,7 +251,7 @@ pub fn target_logprobs_entropy_composed(
     let shifted = z.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     let lp = shifted.broadcast_sub(&lse)?;
-    let t = Tensor::new(targets, logits.device())?;
+    let t = Tensor::new(targets, lp.device())?;
     Ok((gather_logprobs(&lp, &t)?, entropy_from_logprobs(&lp)?))
 }
 

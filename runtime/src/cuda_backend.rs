@@ -15,6 +15,10 @@
 //!    values for positions `0..=max_pos` from the cache (`index_select` of whole blocks) and run
 //!    causal masked attention with candle ops ([`grouped_attention`]).
 //!
+//! With the `flash-attn` feature, a step's prefill chunks in bf16/f16 instead run as one
+//! `candle-flash-attn` varlen launch over the gathered keys and values (causal, aligned to the
+//! end of each chunk's context), when the head dim has a flash kernel.
+//!
 //! The decode kernel exists only for head dims 64, 80, 96, 112, 128, 192, 256, 512 and block
 //! sizes 8, 16, 32; with any other shape decode tokens take the candle path as 1-token chunks.
 //! Copy-on-write copies a block with plain tensor copies: the crate's `copy_blocks` hands host
@@ -42,6 +46,8 @@ pub struct CudaKvCache {
     head_dim: usize,
     dtype: DType,
     kernel_decode: bool,
+    /// Prefill chunks through candle-flash-attn (feature `flash-attn`, bf16/f16, flash head dims).
+    flash_prefill: bool,
 }
 
 impl CudaKvCache {
@@ -106,7 +112,24 @@ impl CudaKvCache {
             head_dim: d,
             dtype,
             kernel_decode: Self::kernel_supports(d, block_size),
+            flash_prefill: cfg!(feature = "flash-attn")
+                && matches!(dtype, DType::F16 | DType::BF16)
+                && FLASH_HEAD_DIMS.contains(&d),
         })
+    }
+
+    /// Whether prefill chunks run through candle-flash-attn (see the module docs).
+    pub fn flash_prefill(&self) -> bool {
+        self.flash_prefill
+    }
+
+    /// Turn flash prefill off (e.g. to compare with the candle path); it cannot be turned on
+    /// where it is unavailable.
+    pub fn set_flash_prefill(&mut self, on: bool) {
+        self.flash_prefill = on
+            && cfg!(feature = "flash-attn")
+            && matches!(self.dtype, DType::F16 | DType::BF16)
+            && FLASH_HEAD_DIMS.contains(&self.head_dim);
     }
 
     /// How many blocks fit in `fraction` of the device's currently free memory (cuMemGetInfo
@@ -228,6 +251,19 @@ struct DecodePlan {
     max_context_len: usize,
 }
 
+/// Head dims candle-flash-attn 0.10.2 has kernels for.
+pub const FLASH_HEAD_DIMS: [usize; 9] = [32, 64, 96, 128, 160, 192, 224, 256, 512];
+
+/// All prefill chunks of a step as one flash-attention varlen call.
+#[cfg(feature = "flash-attn")]
+struct FlashPlan {
+    /// Cumulative query / key lengths, `[chunks + 1]` u32.
+    seqlens_q: Tensor,
+    seqlens_k: Tensor,
+    max_q: usize,
+    max_k: usize,
+}
+
 /// The tokens of one sequence attended with candle ops.
 struct ChunkPlan {
     rows: Tensor,
@@ -244,6 +280,8 @@ struct Plan {
     slots: Tensor,
     decode: Option<DecodePlan>,
     chunks: Vec<ChunkPlan>,
+    #[cfg(feature = "flash-attn")]
+    flash: Option<FlashPlan>,
     /// Rows of the concatenated outputs in token order (None: already in order).
     unpermute: Option<Tensor>,
 }
@@ -332,12 +370,47 @@ fn build_plan(cache: &CudaKvCache, layout: &StepLayout, dev: &Device) -> Result<
         })
     };
 
+    // Flash-attention needs each chunk's queries to be the last positions of its context.
+    #[cfg(feature = "flash-attn")]
+    let flash_ok = cache.flash_prefill
+        && !chunk_groups.is_empty()
+        && chunk_groups.iter().all(|(_, rows)| {
+            let last = tokens[*rows.last().expect("a chunk has tokens")].pos as usize;
+            rows.iter()
+                .enumerate()
+                .all(|(i, &r)| tokens[r].pos as usize + rows.len() == last + 1 + i)
+        });
+    #[cfg(feature = "flash-attn")]
+    let flash = if flash_ok {
+        let (mut sq, mut sk) = (vec![0u32], vec![0u32]);
+        let (mut max_q, mut max_k) = (0, 0);
+        for (_, rows) in &chunk_groups {
+            let len = tokens[*rows.last().expect("a chunk has tokens")].pos as usize + 1;
+            sq.push(sq.last().copied().unwrap_or(0) + rows.len() as u32);
+            sk.push(sk.last().copied().unwrap_or(0) + len as u32);
+            max_q = max_q.max(rows.len());
+            max_k = max_k.max(len);
+        }
+        Some(FlashPlan {
+            seqlens_q: u32s(sq, dev)?,
+            seqlens_k: u32s(sk, dev)?,
+            max_q,
+            max_k,
+        })
+    } else {
+        None
+    };
+    #[cfg(feature = "flash-attn")]
+    let need_mask = flash.is_none();
+    #[cfg(not(feature = "flash-attn"))]
+    let need_mask = true;
+
     let mut chunks = Vec::with_capacity(chunk_groups.len());
     for (seq, rows) in chunk_groups {
         let pos: Vec<usize> = rows.iter().map(|&r| tokens[r].pos as usize).collect();
         let len = pos.iter().copied().max().unwrap_or(0) + 1;
         let blocks = table(seq, len)?.to_vec();
-        let mask = if rows.len() == 1 {
+        let mask = if rows.len() == 1 || !need_mask {
             None
         } else {
             let mut m = vec![0f32; rows.len() * len];
@@ -368,6 +441,8 @@ fn build_plan(cache: &CudaKvCache, layout: &StepLayout, dev: &Device) -> Result<
         slots,
         decode,
         chunks,
+        #[cfg(feature = "flash-attn")]
+        flash,
         unpermute,
     })
 }
@@ -435,7 +510,37 @@ impl Attention for CudaPagedAttention<'_> {
                 None,
             )?);
         }
-        for c in &plan.chunks {
+        #[cfg(feature = "flash-attn")]
+        if let Some(f) = &plan.flash {
+            let rows: Vec<&Tensor> = plan.chunks.iter().map(|c| &c.rows).collect();
+            let qf = q3.index_select(&Tensor::cat(&rows, 0)?, 0)?;
+            let mut ks = Vec::with_capacity(plan.chunks.len());
+            let mut vs = Vec::with_capacity(plan.chunks.len());
+            for c in &plan.chunks {
+                ks.push(cache.gather_k(layer, &c.blocks, c.len)?.squeeze(0)?);
+                vs.push(cache.gather_v(layer, &c.blocks, c.len)?.squeeze(0)?);
+            }
+            parts.push(candle_flash_attn::flash_attn_varlen(
+                &qf,
+                &Tensor::cat(&ks, 0)?,
+                &Tensor::cat(&vs, 0)?,
+                &f.seqlens_q,
+                &f.seqlens_k,
+                f.max_q,
+                f.max_k,
+                scale,
+                true,
+            )?);
+        }
+        #[cfg(feature = "flash-attn")]
+        let chunks: &[ChunkPlan] = if plan.flash.is_some() {
+            &[]
+        } else {
+            &plan.chunks
+        };
+        #[cfg(not(feature = "flash-attn"))]
+        let chunks = &plan.chunks;
+        for c in chunks {
             let qc = q3.index_select(&c.rows, 0)?.unsqueeze(0)?;
             let keys = cache.gather_k(layer, &c.blocks, c.len)?;
             let values = cache.gather_v(layer, &c.blocks, c.len)?;

@@ -592,10 +592,11 @@ pub fn eval_cmd(a: &EvalArgs) -> Result<()> {
 
 /// `rlvr bench step`: a few RL steps of the default run (or a configured one) in a temporary
 /// run directory; prints one JSON line with the step time and its split.
-pub fn bench_step(model: &str, steps: u64, set: &[String]) -> Result<()> {
+pub fn bench_step(model: &str, device: Option<&str>, steps: u64, set: &[String]) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("rlvr-bench-step-{}", std::process::id()));
     let mut args = TrainArgs {
         model: Some(model.to_string()),
+        device: device.map(str::to_string),
         max_steps: Some(steps.max(1)),
         out: Some(tmp.clone()),
         force: true,
@@ -631,6 +632,29 @@ pub fn bench_step(model: &str, steps: u64, set: &[String]) -> Result<()> {
             / lines.len().max(1) as f64
             / 1000.0
     };
+    let max_of = |k: &str, inner: Option<&str>| {
+        lines
+            .iter()
+            .filter_map(|v| {
+                let v = match inner {
+                    Some(i) => v.get(i)?,
+                    None => v,
+                };
+                v.get(k).and_then(Value::as_f64)
+            })
+            .fold(0.0f64, f64::max)
+    };
+    let per_step: Vec<Value> = lines
+        .iter()
+        .map(|v| {
+            json!({
+                "step": v.get("step"),
+                "generation_s": v.get("generation_s"),
+                "train_s": v.get("train_s"),
+                "reward_mean": v.get("reward_mean"),
+            })
+        })
+        .collect();
     let cfg = RunConfig::build(Some(&tmp.join("config.toml")), &[])?;
     let step_s = mean("generation_s") + mean("verification_s") + mean("train_s");
     let out = json!({
@@ -650,7 +674,15 @@ pub fn bench_step(model: &str, steps: u64, set: &[String]) -> Result<()> {
         "generated_tokens_per_step": mean("generated_tokens"),
         "generation_tokens_per_s": mean("generation_tokens_per_s"),
         "trained_tokens_per_s": mean("response_tokens") / mean("train_s").max(1e-9),
+        "device": format!("{:?}", crate::common::device(cfg.device.as_deref())?),
+        "dtype": cfg.dtype.clone().unwrap_or_else(|| "default (f32 on CPU, bf16 on CUDA)".into()),
+        "optimizer": format!("{:?}", cfg.trainer.optimizer.kind),
+        // Rollout (runtime) vs trainer log-probs of the same tokens (see StepMetrics.mismatch).
+        "rollout_trainer_mismatch_k3_mean": mean("mismatch_k3"),
+        "rollout_trainer_logprob_max_abs_diff": max_of("max_abs_diff", None),
+        "train_peak_memory_mb": max_of("peak_memory_mb", Some("timings")),
         "peak_rss_mb": crate::common::peak_rss_mb(),
+        "per_step": per_step,
     });
     let _ = std::fs::remove_dir_all(&tmp);
     println!("{out}");
