@@ -109,8 +109,16 @@ rollouts() { # ARCH: rlvr at each size, then transformers at the same sizes
 run device-check 180 "$BIN" device-check --model "$MODEL" --golden "$GOLDEN" \
     --device "$DEVICE" --dtypes "f32,$HALF"
 
-# 2. Rollout throughput vs transformers generate, SmolLM2-135M shape.
+# 2. Rollout throughput vs transformers generate, SmolLM2-135M shape; at the largest size also
+#    with CUDA's memory pool handing freed memory back at every synchronisation (the driver's
+#    default, which rlvr overrides), to measure that choice.
 rollouts smollm2-135m
+if [ "$DEVICE" != cpu ]; then
+    big="${SIZES##* }"
+    run "rollout-rlvr-smollm2-135m-$big-pool-release" 120 env RLVR_CUDA_KEEP_FREED=0 "$BIN" \
+        bench rollout --model random:smollm2-135m --device "$DEVICE" --dtype bf16 --prompts "$big" \
+        --group "$G" --max-new-tokens "$NEW" --ignore-eos
+fi
 
 # 3. RL steps of the default run (bf16 weights + f32 masters on CUDA), then TRL's GRPOTrainer.
 run rl-steps-rlvr 240 "$BIN" bench step --model "$MODEL" --device "$DEVICE" \

@@ -291,6 +291,8 @@ fn rollout(a: &RolloutArgs) -> Result<()> {
         "generated_tokens_per_s": generated as f64 / wall,
         "threads": candle_core::utils::get_num_threads(),
         "peak_rss_mb": peak_rss_mb(),
+        "cuda_pool_keeps_freed": model.device().is_cuda()
+            && std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0"),
     });
     if let Some(s) = stats {
         let o = out.as_object_mut().expect("object");

@@ -37,8 +37,10 @@ pub fn device(spec: Option<&str>) -> Result<Device> {
             if !cfg!(feature = "cuda") {
                 bail!("--device {s}: this rlvr binary was built without the `cuda` feature");
             }
-            Device::new_cuda(ordinal)
-                .with_context(|| format!("opening CUDA device {ordinal} (no CUDA device?)"))
+            let d = Device::new_cuda(ordinal)
+                .with_context(|| format!("opening CUDA device {ordinal} (no CUDA device?)"))?;
+            configure_cuda(&d);
+            Ok(d)
         }
         Some(other) => bail!("unknown device {other:?} (expected cpu, cuda or cuda:N)"),
     }
@@ -47,10 +49,21 @@ pub fn device(spec: Option<&str>) -> Result<Device> {
 fn default_device() -> Device {
     if cfg!(feature = "cuda") {
         if let Ok(d) = Device::new_cuda(0) {
+            configure_cuda(&d);
             return d;
         }
     }
     Device::Cpu
+}
+
+/// Let CUDA's memory pool keep freed memory (see `device_mem::keep_freed_memory`): every decode
+/// step synchronises, and with the driver's default release threshold of 0 each one would hand
+/// the step's activations back and map them again. `RLVR_CUDA_KEEP_FREED=0` keeps the driver's
+/// default (for comparisons).
+fn configure_cuda(d: &Device) {
+    if std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0") {
+        rlvr_models::device_mem::keep_freed_memory(d);
+    }
 }
 
 pub fn dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
