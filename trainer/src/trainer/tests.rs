@@ -745,13 +745,12 @@ fn half_weights_train_on_the_autograd_path_with_f32_masters() {
     cfg.proximal = ProximalMode::Rollout;
     cfg.micro_batch_size = 3; // several micro-batches per mini-batch
     let mut tr = Trainer::new(&model, cfg).unwrap();
-    let before = view
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    // Exact f32 values of the view (f16 → f32 is exact).
+    let values = |t: &Tensor| -> Vec<f32> {
+        let t = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+        t.to_vec1::<f32>().unwrap()
+    };
+    let before = values(&view);
     let m = tr.train_step(&groups).unwrap();
     assert_eq!(m.optimizer_steps, 2);
     assert!(
@@ -760,25 +759,15 @@ fn half_weights_train_on_the_autograd_path_with_f32_masters() {
         m.mismatch
     );
     assert!(m.timings.peak_memory_mb > 0.0);
-    let after = view
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let after = values(&view);
     assert_ne!(before, after, "the shared f16 storage was updated in place");
     for p in tr.optimizer.params() {
         let master = p.master.as_ref().expect("f16 weights keep an f32 master");
         assert_eq!(master.dtype(), DType::F32);
-        let cast = master.to_dtype(DType::F16).unwrap().flatten_all().unwrap();
-        let var = p.var.as_detached_tensor().flatten_all().unwrap();
-        // f16 → f32 is exact, so equal f32 bits mean equal f16 bits.
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v = t.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
-            v.iter().map(|x| x.to_bits()).collect()
-        };
-        assert_eq!(bits(&cast), bits(&var), "{}: var = f16(master)", p.name);
+        let cast = values(&master.to_dtype(DType::F16).unwrap());
+        let var = values(&p.var.as_detached_tensor());
+        let bits = |v: Vec<f32>| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+        assert_eq!(bits(cast), bits(var), "{}: var = f16(master)", p.name);
     }
 }
 
