@@ -397,6 +397,12 @@ impl Model {
             .ctx(|| "lm head".to_string())
     }
 
+    /// Inference-mode logits `[b, s, vocab]` in the model's dtype (no cast: bf16 logits leave a
+    /// GPU in half the bytes; widening them to f32 anywhere gives the same values).
+    pub fn logits_from_hidden_native(&self, hidden: &Tensor) -> Result<Tensor> {
+        linear(hidden, &self.w(self.lm_head, Mode::Inference), None).ctx(|| "lm head".to_string())
+    }
+
     /// [`Model::logits_from_hidden`] in Train mode numerics without an autograd graph (bit
     /// identical values).
     pub fn logits_from_hidden_no_grad(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rlvr_models::{Mode, Model, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -719,12 +719,39 @@ impl Engine {
             .and_then(|h| h.index_select(&idx, 0))
             .and_then(|h| h.unsqueeze(0))
             .ctx("select rows")?;
-        let logits = self.model.logits_from_hidden(&picked, Mode::Inference)?;
-        let rows = logits
+        let logits = self
+            .model
+            .logits_from_hidden_native(&picked)?
             .squeeze(0)
-            .and_then(|l| l.to_vec2::<f32>())
-            .ctx("logits to host");
+            .ctx("logits")?;
+        let rows = logits_to_host(&logits);
         self.stats.forward_s += t_fwd.elapsed().as_secs_f64();
         rows
     }
+}
+
+/// `[n, vocab]` logits as f32 rows on the host. Half-precision logits cross in their own dtype
+/// (half the bytes of f32) and are widened here, which is exact.
+fn logits_to_host(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    fn widen<T: candle_core::WithDType>(
+        t: &Tensor,
+        v: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let flat = t.flatten_all()?.to_vec1::<T>()?;
+        Ok(flat
+            .par_chunks(v)
+            .map(|r| r.iter().map(|x| x.to_f64() as f32).collect())
+            .collect())
+    }
+    let (_, v) = logits.dims2().ctx("logits shape")?;
+    let v = v.max(1);
+    match logits.dtype() {
+        DType::BF16 => widen::<half::bf16>(logits, v),
+        DType::F16 => widen::<half::f16>(logits, v),
+        DType::F32 => widen::<f32>(logits, v),
+        _ => logits
+            .to_dtype(DType::F32)
+            .and_then(|l| widen::<f32>(&l, v)),
+    }
+    .ctx("logits to host")
 }
