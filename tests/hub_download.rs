@@ -6,20 +6,17 @@
 mod fake_hub_download;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use fake_hub_download::{sha_hex, DownloadHub, Snapshot};
 use rlvr_models::candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 
 mod support;
+use support::run::{run_rlvr, Out};
 use support::tiny_model_dir;
 
 const TOKEN: &str = "hf_DownloadTokenDoNotPrint_5d2a91";
-const RUN_LIMIT: Duration = Duration::from_secs(120);
 const COMMIT_MAIN: &str = "1111111111111111111111111111111111111111";
 const COMMIT_V1: &str = "2222222222222222222222222222222222222222";
 const COMMIT_PR: &str = "3333333333333333333333333333333333333333";
@@ -90,79 +87,15 @@ fn snapshot(
     }
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        assert!(self.ok, "rlvr failed:\n{}\n{}", self.stdout, self.stderr);
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", self.stdout))
-    }
-}
-
 /// Run the built binary with a clean HF environment (`HOME` and `HF_HOME` = `hf_home`), bounded in
 /// time; assert it neither panicked nor printed a token.
 fn run(hf_home: &Path, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlvr"));
-    cmd.args(args);
-    for k in [
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_OFFLINE",
-        "RLVR_CACHE",
-        "XDG_CACHE_HOME",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("HOME", hf_home)
-        .env("HF_HOME", hf_home)
-        .env("HF_ENDPOINT", endpoint);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rlvr");
-    let pipe = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = pipe(Box::new(child.stdout.take().unwrap()));
-    let err = pipe(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rlvr {args:?} did not finish in {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        ok: status.success(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
+    let hf_home_str = hf_home.to_str().expect("UTF-8 temp dir");
+    let vars: Vec<(&str, &str)> = [("HF_HOME", hf_home_str)]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let out = run_rlvr(hf_home, endpoint, &vars, args);
     let mut secrets = vec![TOKEN.to_string()];
     secrets.extend(
         env.iter()
@@ -180,7 +113,6 @@ fn run(hf_home: &Path, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> O
             out.stderr
         );
     }
-    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
     out
 }
 

@@ -2,87 +2,27 @@
 //! for byte, the token must travel only in the Authorization header and never be printed.
 
 mod fake_hub;
+mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use fake_hub::FakeHub;
 use sha2::{Digest, Sha256};
+use support::run::{run_rlvr, Out};
 
 const TOKEN: &str = "hf_TestTokenDoNotPrint_8c1f2e";
-const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run the built binary with a clean HF environment (`HOME` pointed at `home`), bounded in time.
+/// `rlvr push` with a clean HF environment (`HOME` pointed at `home`); asserts it never printed
+/// the token.
 fn run_push(home: &Path, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlvr"));
-    cmd.arg("push").args(args);
-    for k in [
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HOME",
-        "XDG_CACHE_HOME",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("HOME", home).env("HF_ENDPOINT", endpoint);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rlvr");
-    let pipe = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = pipe(Box::new(child.stdout.take().unwrap()));
-    let err = pipe(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rlvr push did not finish in {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        ok: status.success(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
+    let out = run_rlvr(home, endpoint, env, &[&["push"], args].concat());
     assert!(
         !out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN),
         "token printed:\n{}\n{}",
         out.stdout,
         out.stderr
     );
-    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
     out
 }
 

@@ -1,22 +1,19 @@
-//! A fake Hugging Face Hub on 127.0.0.1 for `rlvr push` tests: a std `TcpListener`, a minimal
-//! HTTP/1.1 parser (one request per connection, `Connection: close`), and just the endpoints
-//! the push protocol uses. It records what arrives and every protocol violation it sees, and
-//! stops by itself after `LIFETIME` even if a test forgets it.
+//! A fake Hugging Face Hub on 127.0.0.1 for `rlvr push` tests: the endpoints the push protocol
+//! uses, over the minimal HTTP/1.1 server of tests/support/http.rs (one request per connection,
+//! `Connection: close`). It records what arrives and every protocol violation it sees, and stops
+//! when dropped, or by itself after `LIFETIME` even if a test forgets it.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+
+use crate::support::http::{sha_hex, Listener, Request, Response, Server};
 
 const LIFETIME: Duration = Duration::from_secs(180);
 /// Files at least this big go through LFS (the Hub's 10 MiB rule).
@@ -24,7 +21,6 @@ pub const LFS_THRESHOLD: u64 = 10 * 1024 * 1024;
 /// LFS objects bigger than this get the multipart transfer.
 pub const MULTIPART_THRESHOLD: u64 = 12 * 1024 * 1024;
 pub const PART_SIZE: u64 = 5 * 1024 * 1024;
-const MAX_BODY: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -54,8 +50,7 @@ pub struct State {
 pub struct FakeHub {
     pub url: String,
     pub state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 struct Config {
@@ -68,38 +63,19 @@ struct Config {
 
 impl FakeHub {
     pub fn start(token: &str, fail: Option<(&str, u16)>) -> FakeHub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listener = Listener::bind();
+        let url = listener.url.clone();
         let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let cfg = Arc::new(Config {
+        let cfg = Config {
             base: url.clone(),
             token: token.to_string(),
             fail: fail.map(|(p, c)| (p.to_string(), c)),
+        };
+        let st = state.clone();
+        let server = listener.serve(LIFETIME, "application/json", move |req| {
+            handle(req, &st, &cfg)
         });
-        let (st, sp) = (state.clone(), stop.clone());
-        let handle = std::thread::spawn(move || {
-            let deadline = Instant::now() + LIFETIME;
-            while !sp.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (st, cfg) = (st.clone(), cfg.clone());
-                        std::thread::spawn(move || serve(stream, &st, &cfg));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        FakeHub {
-            url,
-            state,
-            stop,
-            handle: Some(handle),
-        }
+        FakeHub { url, state, server }
     }
 
     pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -107,82 +83,12 @@ impl FakeHub {
     }
 }
 
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 fn reply(status: u16, body: Value) -> Response {
-    Response {
-        status,
-        headers: vec![],
-        body: body.to_string().into_bytes(),
-    }
+    Response::new(status, body.to_string())
 }
 
-fn read_request(stream: &TcpStream) -> Result<Request, String> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let mut it = line.split_whitespace();
-    let (method, target) = match (it.next(), it.next()) {
-        (Some(m), Some(t)) => (m.to_string(), t.to_string()),
-        _ => return Err(format!("bad request line {line:?}")),
-    };
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).map_err(|e| e.to_string())?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    if headers.contains_key("transfer-encoding") {
-        return Err("chunked request body (storage PUTs need Content-Length)".into());
-    }
-    let len: usize = headers
-        .get("content-length")
-        .map_or(Ok(0), |v| v.parse())
-        .map_err(|_| "bad content-length")?;
-    if len > MAX_BODY {
-        return Err(format!("body of {len} bytes"));
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let path = target.split('?').next().unwrap_or("").to_string();
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-fn serve(stream: TcpStream, state: &Mutex<State>, cfg: &Config) {
-    stream.set_nonblocking(false).ok();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    stream.set_write_timeout(Some(Duration::from_secs(20))).ok();
-    let resp = match read_request(&stream) {
+fn handle(req: Result<Request, String>, state: &Mutex<State>, cfg: &Config) -> Response {
+    match req {
         Ok(req) => {
             let mut st = state.lock().unwrap();
             st.requests.push(Seen {
@@ -213,27 +119,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, cfg: &Config) {
                 .push(format!("unreadable request: {e}"));
             reply(400, json!({"error": e}))
         }
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        resp.body.len()
-    );
-    for (k, v) in &resp.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str("\r\n");
-    let mut s = &stream;
-    let _ = s.write_all(out.as_bytes());
-    let _ = s.write_all(&resp.body);
-    let _ = s.flush();
-}
-
-fn sha_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 fn route(req: &Request, st: &mut State, cfg: &Config) -> Response {

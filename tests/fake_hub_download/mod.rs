@@ -1,6 +1,5 @@
 //! A fake Hugging Face Hub on 127.0.0.1 for download tests (`rlvr pull`, `--model owner/name`):
-//! a std `TcpListener`, a minimal HTTP/1.1 parser (one request per connection,
-//! `Connection: close`) and the two endpoints hf-hub's sync client uses:
+//! the two endpoints hf-hub's sync client uses:
 //!
 //! * `GET /{owner}/{name}/resolve/{revision}/{file}`: small files are answered directly with
 //!   `ETag` and `X-Repo-Commit`; `*.safetensors` files behave like LFS files on the real Hub, a
@@ -9,19 +8,17 @@
 //! * `GET /cdn/{sha256}`: the bytes of any served file.
 //!
 //! Both honour `Range: bytes=a-b` / `bytes=a-` with a 206 and `Content-Range`. Every request is
-//! recorded. The server stops when dropped, or by itself after `LIFETIME`.
+//! recorded. The HTTP/1.1 layer is tests/support/http.rs (one request per connection,
+//! `Connection: close`). The server stops when dropped, or by itself after `LIFETIME`.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+pub use crate::support::http::sha_hex;
+use crate::support::http::{Listener, Request, Response, Server};
 
 const LIFETIME: Duration = Duration::from_secs(300);
 
@@ -47,8 +44,7 @@ pub struct Seen {
 pub struct DownloadHub {
     pub url: String,
     requests: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 struct Config {
@@ -60,52 +56,30 @@ struct Config {
     blobs: HashMap<String, Vec<u8>>,
 }
 
-pub fn sha_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
 impl DownloadHub {
     pub fn start(token: Option<&str>, snapshots: Vec<Snapshot>) -> DownloadHub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listener = Listener::bind();
+        let url = listener.url.clone();
         let blobs = snapshots
             .iter()
             .flat_map(|s| s.files.values())
             .map(|b| (sha_hex(b), b.clone()))
             .collect();
-        let cfg = Arc::new(Config {
+        let cfg = Config {
             base: url.clone(),
             token: token.map(str::to_string),
             snapshots,
             blobs,
-        });
+        };
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rq, sp) = (requests.clone(), stop.clone());
-        let handle = std::thread::spawn(move || {
-            let deadline = Instant::now() + LIFETIME;
-            while !sp.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (rq, cfg) = (rq.clone(), cfg.clone());
-                        std::thread::spawn(move || serve(stream, &rq, &cfg));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(_) => break,
-                }
-            }
+        let rq = requests.clone();
+        let server = listener.serve(LIFETIME, "application/octet-stream", move |req| {
+            handle(req, &rq, &cfg)
         });
         DownloadHub {
             url,
             requests,
-            stop,
-            handle: Some(handle),
+            server,
         }
     }
 
@@ -119,38 +93,33 @@ impl DownloadHub {
     }
 }
 
-impl Drop for DownloadHub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+fn handle(req: Result<Request, String>, requests: &Mutex<Vec<Seen>>, cfg: &Config) -> Response {
+    match req {
+        Ok(mut req) => {
+            let seen = Seen {
+                method: req.method,
+                path: req.target,
+                range: req.headers.remove("range"),
+                authorization: req.headers.remove("authorization"),
+            };
+            let resp = route(&seen, cfg);
+            requests.lock().unwrap().push(seen);
+            resp
         }
+        Err(e) => error(400, "BadRequest", &e),
     }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
 }
 
 fn error(status: u16, code: &str, msg: &str) -> Response {
-    Response {
-        status,
-        headers: vec![("X-Error-Code", code.into())],
-        body: format!("{{\"error\":\"{msg}\"}}").into_bytes(),
-    }
+    Response::new(status, format!("{{\"error\":\"{msg}\"}}")).header("X-Error-Code", code)
 }
 
 /// Answer a (possibly ranged) GET of `data`.
-fn ranged(data: &[u8], range: Option<&str>, mut headers: Vec<(&'static str, String)>) -> Response {
+fn ranged(data: &[u8], range: Option<&str>, mut resp: Response) -> Response {
     let total = data.len();
     let Some(spec) = range.and_then(|r| r.strip_prefix("bytes=")) else {
-        return Response {
-            status: 200,
-            headers,
-            body: data.to_vec(),
-        };
+        resp.body = data.to_vec();
+        return resp;
     };
     let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
     let start: usize = a.trim().parse().unwrap_or(usize::MAX);
@@ -159,19 +128,12 @@ fn ranged(data: &[u8], range: Option<&str>, mut headers: Vec<(&'static str, Stri
         e => e.parse::<usize>().unwrap_or(0).min(total.saturating_sub(1)),
     };
     if start >= total || start > end {
-        headers.push(("Content-Range", format!("bytes */{total}")));
-        return Response {
-            status: 416,
-            headers,
-            body: vec![],
-        };
+        resp.status = 416;
+        return resp.header("Content-Range", format!("bytes */{total}"));
     }
-    headers.push(("Content-Range", format!("bytes {start}-{end}/{total}")));
-    Response {
-        status: 206,
-        headers,
-        body: data[start..=end].to_vec(),
-    }
+    resp.status = 206;
+    resp.body = data[start..=end].to_vec();
+    resp.header("Content-Range", format!("bytes {start}-{end}/{total}"))
 }
 
 fn route(seen: &Seen, cfg: &Config) -> Response {
@@ -182,7 +144,7 @@ fn route(seen: &Seen, cfg: &Config) -> Response {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
         ["cdn", sha] => match cfg.blobs.get(*sha) {
-            Some(data) => ranged(data, seen.range.as_deref(), vec![]),
+            Some(data) => ranged(data, seen.range.as_deref(), Response::new(200, vec![])),
             None => error(404, "NotFound", "no such object"),
         },
         [owner, name, "resolve", rev, file @ ..] if !file.is_empty() => {
@@ -209,90 +171,28 @@ fn route(seen: &Seen, cfg: &Config) -> Response {
                 return error(404, "RevisionNotFound", "Invalid rev id");
             };
             let Some(data) = snap.files.get(&file) else {
-                let mut r = error(404, "EntryNotFound", "Entry not found");
-                r.headers.push(("X-Repo-Commit", snap.commit.clone()));
-                return r;
+                return error(404, "EntryNotFound", "Entry not found")
+                    .header("X-Repo-Commit", snap.commit.clone());
             };
             let sha = sha_hex(data);
             if file.ends_with(".safetensors") {
                 // An LFS file: the Hub answers with a redirect to its storage.
-                Response {
-                    status: 302,
-                    headers: vec![
-                        ("Location", format!("{}/cdn/{sha}", cfg.base)),
-                        ("X-Repo-Commit", snap.commit.clone()),
-                        ("X-Linked-Etag", format!("\"{sha}\"")),
-                        ("X-Linked-Size", data.len().to_string()),
-                        ("ETag", "\"pointer-file-etag\"".into()),
-                    ],
-                    body: vec![],
-                }
+                Response::new(302, vec![])
+                    .header("Location", format!("{}/cdn/{sha}", cfg.base))
+                    .header("X-Repo-Commit", snap.commit.clone())
+                    .header("X-Linked-Etag", format!("\"{sha}\""))
+                    .header("X-Linked-Size", data.len().to_string())
+                    .header("ETag", "\"pointer-file-etag\"")
             } else {
                 ranged(
                     data,
                     seen.range.as_deref(),
-                    vec![
-                        ("X-Repo-Commit", snap.commit.clone()),
-                        ("ETag", format!("\"{sha}\"")),
-                    ],
+                    Response::new(200, vec![])
+                        .header("X-Repo-Commit", snap.commit.clone())
+                        .header("ETag", format!("\"{sha}\"")),
                 )
             }
         }
         _ => error(404, "NotFound", "no such endpoint"),
     }
-}
-
-fn read_request(stream: &TcpStream) -> Result<Seen, String> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let mut it = line.split_whitespace();
-    let (method, path) = match (it.next(), it.next()) {
-        (Some(m), Some(t)) => (m.to_string(), t.to_string()),
-        _ => return Err(format!("bad request line {line:?}")),
-    };
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).map_err(|e| e.to_string())?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    Ok(Seen {
-        method,
-        path,
-        range: headers.remove("range"),
-        authorization: headers.remove("authorization"),
-    })
-}
-
-fn serve(stream: TcpStream, requests: &Mutex<Vec<Seen>>, cfg: &Config) {
-    stream.set_nonblocking(false).ok();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    stream.set_write_timeout(Some(Duration::from_secs(20))).ok();
-    let resp = match read_request(&stream) {
-        Ok(seen) => {
-            let resp = route(&seen, cfg);
-            requests.lock().unwrap().push(seen);
-            resp
-        }
-        Err(e) => error(400, "BadRequest", &e),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        resp.body.len()
-    );
-    for (k, v) in &resp.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    let mut s = &stream;
-    let _ = s.write_all(out.as_bytes());
-    let _ = s.write_all(&resp.body);
-    let _ = s.flush();
 }

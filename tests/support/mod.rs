@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+pub mod run;
+
 use std::path::Path;
 
 use rlvr_models::candle_core::{DType, Device, Tensor};
