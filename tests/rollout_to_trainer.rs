@@ -11,24 +11,8 @@ use rlvr_trainer::{ScoredGroup, ScoredSample, Trainer, TrainerConfig};
 
 fn tiny() -> Arc<Model> {
     let cfg = ModelConfig {
-        arch: Architecture::Qwen2,
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: None,
         max_position_embeddings: 256,
-        tie_word_embeddings: true,
-        qkv_bias: true,
-        o_bias: false,
-        qk_norm: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
+        ..ModelConfig::tiny(Architecture::Qwen2, 64, 32, 2)
     };
     let m = Model::random(cfg, 9, DType::F32, &Device::Cpu).unwrap();
     for (_, v) in m.named_vars() {

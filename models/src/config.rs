@@ -104,6 +104,37 @@ fn token_ids(v: Option<&Value>) -> Vec<u32> {
 pub const PRESETS: [&str; 4] = ["smollm2-135m", "qwen2-0.5b", "qwen2.5-1.5b", "qwen3-0.6b"];
 
 impl ModelConfig {
+    /// A small decoder of `arch` for tests, examples and smoke runs: 4 heads over 2 KV heads of
+    /// `hidden_size / 4` dims, an MLP of `2 · hidden_size`, tied embeddings, BOS 1 / EOS 2, and
+    /// the architecture's own q/k/v bias (Qwen2) or q/k norm (Qwen3).
+    pub fn tiny(
+        arch: Architecture,
+        vocab_size: usize,
+        hidden_size: usize,
+        num_layers: usize,
+    ) -> Self {
+        ModelConfig {
+            arch,
+            vocab_size,
+            hidden_size,
+            intermediate_size: 2 * hidden_size,
+            num_layers,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: hidden_size / 4,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: 512,
+            tie_word_embeddings: true,
+            qkv_bias: arch == Architecture::Qwen2,
+            o_bias: false,
+            qk_norm: arch == Architecture::Qwen3,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        }
+    }
+
     /// The config of a known model shape (see [`PRESETS`]): SmolLM2-135M-Instruct, Qwen2-0.5B,
     /// Qwen2.5-1.5B and Qwen3-0.6B as their HF `config.json` give them.
     pub fn preset(name: &str) -> Option<Self> {

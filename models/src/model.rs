@@ -1417,17 +1417,8 @@ pub(crate) mod kernel_tests {
 
     fn tiny(qkv_bias: bool, o_bias: bool, qk_norm: bool, tie: bool) -> crate::config::ModelConfig {
         crate::config::ModelConfig {
-            arch: crate::config::Architecture::Llama,
-            vocab_size: 50,
-            hidden_size: 32,
             intermediate_size: 48,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 8,
             rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
             max_position_embeddings: 64,
             tie_word_embeddings: tie,
             qkv_bias,
@@ -1435,6 +1426,7 @@ pub(crate) mod kernel_tests {
             qk_norm,
             bos_token_id: None,
             eos_token_ids: vec![],
+            ..crate::config::ModelConfig::tiny(crate::config::Architecture::Llama, 50, 32, 2)
         }
     }
 
@@ -1482,24 +1474,12 @@ pub(crate) mod kernel_tests {
     #[test]
     fn no_grad_hidden_is_bit_identical() {
         let cfg = crate::config::ModelConfig {
-            arch: crate::config::Architecture::Llama,
-            vocab_size: 50,
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 8,
             rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
             max_position_embeddings: 64,
-            tie_word_embeddings: true,
-            qkv_bias: false,
-            o_bias: false,
             qk_norm: true,
             bos_token_id: None,
             eos_token_ids: vec![],
+            ..crate::config::ModelConfig::tiny(crate::config::Architecture::Llama, 50, 32, 2)
         };
         let m = Model::random(cfg, 3, DType::F32, &Device::Cpu).unwrap();
         let rows = vec![vec![1, 2, 3, 4, 5], vec![7, 8], vec![9, 10, 11]];

@@ -29,24 +29,8 @@ fn gpu() -> Option<Device> {
 
 fn config(arch: Architecture, head_dim: usize) -> ModelConfig {
     ModelConfig {
-        arch,
-        vocab_size: 96,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
         head_dim,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: None,
-        max_position_embeddings: 512,
-        tie_word_embeddings: true,
-        qkv_bias: arch == Architecture::Qwen2,
-        o_bias: false,
-        qk_norm: arch == Architecture::Qwen3,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
+        ..ModelConfig::tiny(arch, 96, 64, 2)
     }
 }
 

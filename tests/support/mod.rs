@@ -61,24 +61,8 @@ pub fn tiny_model_dir(dir: &Path, chat_template: bool, num_layers: usize) -> usi
         origin: dir.into(),
     };
     let cfg = ModelConfig {
-        arch: Architecture::Llama,
-        vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: None,
-        max_position_embeddings: 512,
         tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        qk_norm: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
+        ..ModelConfig::tiny(Architecture::Llama, vocab_size, 32, num_layers)
     };
     let m = Model::random(cfg, 5, DType::F32, &Device::Cpu).unwrap();
     let digits: Vec<usize> = (0..10)

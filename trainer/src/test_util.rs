@@ -18,24 +18,12 @@ pub const N_DIGITS: u32 = 8;
 
 pub fn tiny_config(layers: usize, hidden: usize) -> ModelConfig {
     ModelConfig {
-        arch: Architecture::Llama,
-        vocab_size: VOCAB,
-        hidden_size: hidden,
-        intermediate_size: 2 * hidden,
-        num_layers: layers,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: hidden / 4,
         rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
         max_position_embeddings: 64,
         tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        qk_norm: false,
         bos_token_id: Some(BOS),
         eos_token_ids: vec![EOS],
+        ..ModelConfig::tiny(Architecture::Llama, VOCAB, hidden, layers)
     }
 }
 
