@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod loaded;
 pub mod logprobs;
 pub mod model;
+pub mod rng;
 pub mod rowstats;
 pub mod source;
 pub mod tokenizer;

@@ -341,8 +341,8 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn rand(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-        let mut r = crate::model::SplitMix(seed);
-        (0..n).map(|_| r.normal() as f64 * scale).collect()
+        let mut r = crate::rng::SplitMix64::new(seed);
+        (0..n).map(|_| r.normal() as f32 as f64 * scale).collect()
     }
 
     fn close(a: &Tensor, b: &Tensor, tol: f64) {

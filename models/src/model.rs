@@ -194,14 +194,14 @@ impl Model {
 
     /// A model with random weights (normal, std 0.02; norms at 1), for tests and benchmarks.
     pub fn random(config: ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
-        let mut rng = SplitMix(seed);
+        let mut rng = crate::rng::SplitMix64::new(seed);
         let mut tensors = HashMap::new();
         for (name, shape) in expected_tensors(&config) {
             let n: usize = shape.iter().product();
             let data: Vec<f32> = if name.ends_with("norm.weight") {
-                (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+                (0..n).map(|_| 1.0 + 0.1 * rng.normal() as f32).collect()
             } else {
-                (0..n).map(|_| 0.02 * rng.normal()).collect()
+                (0..n).map(|_| 0.02 * rng.normal() as f32).collect()
             };
             tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
         }
@@ -709,29 +709,6 @@ pub fn rope_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Res
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?
-}
-
-/// Small deterministic RNG for random test weights (no dependency on `rand`'s stream stability).
-pub(crate) struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,8 +1275,8 @@ pub(crate) mod kernel_tests {
 
     pub(crate) fn randt(shape: &[usize], seed: u64, scale: f64, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
-        let mut r = SplitMix(seed);
-        let v: Vec<f64> = (0..n).map(|_| r.normal() as f64 * scale).collect();
+        let mut r = crate::rng::SplitMix64::new(seed);
+        let v: Vec<f64> = (0..n).map(|_| r.normal() as f32 as f64 * scale).collect();
         Tensor::from_vec(v, shape, &Device::Cpu)
             .unwrap()
             .to_dtype(dtype)
