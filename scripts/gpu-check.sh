@@ -110,9 +110,20 @@ rollouts() { # ARCH: rlvr at each size, then transformers at the same sizes
         --arch "$arch" --device "$DEVICE" --prompts $SIZES --group "$G" --max-new-tokens "$NEW"
 }
 
-# 1. Parity: CUDA vs CPU on the golden prompts, paged vs full on the device.
+# 1. Parity: CUDA vs CPU on the golden prompts, paged vs full on the device. A flash-attn build
+#    is checked with and without its flash prefill; if the flash path fails, the rest runs
+#    without it.
 run device-check 180 "$BIN" device-check --model "$MODEL" --golden "$GOLDEN" \
     --device "$DEVICE" --dtypes "f32,$HALF"
+if grep -q '"check":"device".*"flash_attn_prefill":true' "$LINES"; then
+    run device-check-no-flash 180 env RLVR_FLASH_ATTN=0 "$BIN" device-check --model "$MODEL" \
+        --golden "$GOLDEN" --device "$DEVICE" --dtypes "$HALF"
+    # Keys are sorted: the top-level "pass" is the one after "flash_attn_prefill".
+    if ! grep -q '"check":"device".*"flash_attn_prefill":true.*"pass":true' "$LINES"; then
+        echo "gpu-check: flash prefill failed the device check; going on without it" >&2
+        export RLVR_FLASH_ATTN=0
+    fi
+fi
 
 # 2. Rollout throughput vs transformers generate, SmolLM2-135M shape; at the largest size also
 #    with CUDA's memory pool handing freed memory back at every synchronisation (the driver's
@@ -123,6 +134,11 @@ if [ "$DEVICE" != cpu ]; then
     run "rollout-rlvr-smollm2-135m-$big-pool-release" 120 env RLVR_CUDA_KEEP_FREED=0 "$BIN" \
         bench rollout --model random:smollm2-135m --device "$DEVICE" --dtype bf16 --prompts "$big" \
         --group "$G" --max-new-tokens "$NEW" --ignore-eos
+    if grep -q '"bench":"rollout".*"flash_attn_prefill":true' "$LINES"; then
+        run "rollout-rlvr-smollm2-135m-$big-no-flash" 120 env RLVR_FLASH_ATTN=0 "$BIN" \
+            bench rollout --model random:smollm2-135m --device "$DEVICE" --dtype bf16 \
+            --prompts "$big" --group "$G" --max-new-tokens "$NEW" --ignore-eos
+    fi
 fi
 
 # 3. RL steps of the default run (bf16 weights + f32 masters on CUDA), then TRL's GRPOTrainer.

@@ -291,6 +291,7 @@ fn rollout(a: &RolloutArgs) -> Result<()> {
         "generated_tokens_per_s": generated as f64 / wall,
         "threads": candle_core::utils::get_num_threads(),
         "peak_rss_mb": peak_rss_mb(),
+        "flash_attn_prefill": rlvr_runtime::flash_attn_enabled() && model.device().is_cuda(),
         "cuda_pool_keeps_freed": model.device().is_cuda()
             && std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0"),
     });

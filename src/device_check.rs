@@ -209,6 +209,7 @@ pub fn run(a: &DeviceCheckArgs) -> Result<()> {
         "device": format!("{device:?}"),
         "cases": cases.len(),
         "cpu_max_abs_logit": max_logit,
+        "flash_attn_prefill": rlvr_runtime::flash_attn_enabled() && device.is_cuda(),
     });
     let mut all_pass = true;
     for name in &a.dtypes {

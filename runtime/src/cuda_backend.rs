@@ -29,6 +29,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use rlvr_models::attention::grouped_attention;
 use rlvr_models::{Attention, ModelConfig};
 
+use crate::flash_attn_enabled;
 use crate::paged_attention::{KvBackend, StepLayout};
 
 /// Head dims the `paged_attention` kernel is compiled for.
@@ -112,7 +113,7 @@ impl CudaKvCache {
             head_dim: d,
             dtype,
             kernel_decode: Self::kernel_supports(d, block_size),
-            flash_prefill: cfg!(feature = "flash-attn")
+            flash_prefill: flash_attn_enabled()
                 && matches!(dtype, DType::F16 | DType::BF16)
                 && FLASH_HEAD_DIMS.contains(&d),
         })
@@ -127,7 +128,7 @@ impl CudaKvCache {
     /// where it is unavailable.
     pub fn set_flash_prefill(&mut self, on: bool) {
         self.flash_prefill = on
-            && cfg!(feature = "flash-attn")
+            && flash_attn_enabled()
             && matches!(self.dtype, DType::F16 | DType::BF16)
             && FLASH_HEAD_DIMS.contains(&self.head_dim);
     }

@@ -22,3 +22,10 @@ pub use engine::{Engine, EngineConfig, EngineStats};
 pub use error::{Result, RuntimeError};
 pub use sampler::{SamplingParams, TokenChoice};
 pub use sequence::{Completion, FinishReason, Request};
+
+/// Whether this build has flash-attention prefill (feature `flash-attn`: bf16/f16 prefill on
+/// CUDA through candle-flash-attn) and `RLVR_FLASH_ATTN=0` does not turn it off (to compare
+/// with the candle path in the same binary).
+pub fn flash_attn_enabled() -> bool {
+    cfg!(feature = "flash-attn") && std::env::var("RLVR_FLASH_ATTN").as_deref() != Ok("0")
+}
