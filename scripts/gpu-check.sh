@@ -57,9 +57,9 @@ for f in "$BIN" "$MODEL" "$GOLDEN"; do
 done
 
 # run NAME TIMEOUT CMD...: keep the JSON lines of stdout; stderr goes to the log. A step never
-# runs past DEADLINE_S seconds from the start (default 560, inside a 600 s device call): the
+# runs past DEADLINE_S seconds from the start (default 540, inside a 600 s device call): the
 # steps are ordered by importance, and whatever is done is already in $LINES.
-DEADLINE_S="${DEADLINE_S:-560}"
+DEADLINE_S="${DEADLINE_S:-540}"
 run() {
     local name="$1" limit="$2"; shift 2
     if [ "${SKIP_PEERS:-0}" = 1 ] && [ "$1" = "$PY" ]; then
