@@ -3,13 +3,14 @@
 //! the new weights with zero copies.
 
 pub mod adamw;
+mod fused;
 pub mod magma;
 pub mod schedule;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 pub use adamw::AdamWConfig;
@@ -213,11 +214,7 @@ impl Optimizer {
         }
         let mut sq = 0.0;
         for g in grads.iter().flatten() {
-            sq += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
+            sq += fused::sum_sq(g)?;
         }
         let pre = sq.sqrt();
         let lr = self.next_lr();
@@ -260,26 +257,39 @@ impl Optimizer {
                 unmasked_params += p.var.elem_count();
             }
             let Some(g) = g else { continue };
-            let sd = p.m.dtype();
-            let g = g.to_dtype(sd)?;
-            let g = if clip != 1.0 { g.affine(clip, 0.0)? } else { g };
-            let (m, v) = adamw::update_moments(&p.m, &p.v, &g, &cfg.adamw)?;
-            p.m = m;
-            p.v = v;
+            // f32 weights on the CPU: two fused passes (bit-identical moments and weights).
+            let fused_moments = match p.master {
+                None => fused::moments(&p.m, &p.v, g, clip, &cfg.adamw)?,
+                Some(_) => None,
+            };
+            let (g, fused_cos) = match fused_moments {
+                Some(fm) => {
+                    let c = fm.cosine();
+                    p.m = fm.m;
+                    p.v = fm.v;
+                    (None, Some(c))
+                }
+                None => {
+                    let g = g.to_dtype(p.m.dtype())?;
+                    let g = if clip != 1.0 { g.affine(clip, 0.0)? } else { g };
+                    let (m, v) = adamw::update_moments(&p.m, &p.v, &g, &cfg.adamw)?;
+                    p.m = m;
+                    p.v = v;
+                    (Some(g), None)
+                }
+            };
             let theta = match &p.master {
                 Some(t) => t.clone(),
                 None => p.var.as_detached_tensor(),
             };
-            let adam = adamw::adam_displacement(&p.m, &p.v, t, lr, &cfg.adamw)?;
-            let decay = if p.decay && cfg.adamw.weight_decay != 0.0 {
-                Some(adamw::decay_displacement(&theta, lr, &cfg.adamw)?)
-            } else {
-                None
-            };
             let mult = match (kind, z) {
                 (OptimizerKind::Magma, Some(z)) => {
                     let o = Instant::now();
-                    let c = magma::cosine(&p.m, &g)?;
+                    let c = match (fused_cos, &g) {
+                        (Some(c), _) => c,
+                        (None, Some(g)) => magma::cosine(&p.m, g)?,
+                        (None, None) => 0.0,
+                    };
                     let s = magma::ema_update(p.s.unwrap_or(cfg.magma.s0), c, &cfg.magma);
                     p.s = Some(s);
                     cosines.push(c);
@@ -301,9 +311,33 @@ impl Optimizer {
                 p.last_z = z;
                 mults.push(mult);
             }
+            let decay_masked = cfg.magma.mask_weight_decay || !p.masked;
+            if fused_cos.is_some() {
+                let u = fused::Update {
+                    lr,
+                    t,
+                    decay: p.decay,
+                    decay_masked,
+                    mult,
+                };
+                if let Some(a) = fused::apply(&theta, &p.m, &p.v, &u, &cfg.adamw)? {
+                    base_sq += a.base_sq + a.dense_sq;
+                    applied_sq += mult * mult * a.base_sq + a.dense_sq;
+                    if let Some(nt) = a.theta {
+                        p.var.set(&nt)?;
+                    }
+                    continue;
+                }
+            }
+            let adam = adamw::adam_displacement(&p.m, &p.v, t, lr, &cfg.adamw)?;
+            let decay = if p.decay && cfg.adamw.weight_decay != 0.0 {
+                Some(adamw::decay_displacement(&theta, lr, &cfg.adamw)?)
+            } else {
+                None
+            };
             // Masked part and dense part of the displacement.
             let (masked_part, dense_part) = match decay {
-                Some(d) if cfg.magma.mask_weight_decay || !p.masked => ((adam + d)?, None),
+                Some(d) if decay_masked => ((adam + d)?, None),
                 Some(d) => (adam, Some(d)),
                 None => (adam, None),
             };

@@ -1,6 +1,6 @@
 use super::*;
 use crate::rng::SplitMix64;
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 const NAMES: [&str; 4] = [
     "model.embed_tokens.weight",
@@ -312,4 +312,61 @@ fn bf16_weights_keep_an_f32_master_copy() {
     );
     let st = opt.state_tensors();
     assert!(st.contains_key("master.model.layers.0.self_attn.q_proj.weight"));
+}
+
+/// The fused CPU passes against the composed candle ops they replace: moments and weights are
+/// bit-identical for AdamW and SkipUpdate (with and without clipping); Magma's cosine is summed
+/// in f64 instead of f32, so its weights agree to rounding.
+#[test]
+fn fused_cpu_step_equals_the_composed_ops() {
+    let values = |t: &Tensor| -> Vec<f64> {
+        let t = t.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+        t.to_vec1::<f64>().unwrap()
+    };
+    for kind in [
+        OptimizerKind::AdamW,
+        OptimizerKind::SkipUpdate,
+        OptimizerKind::Magma,
+    ] {
+        for (clip, mask_decay) in [(None, true), (Some(1.0), false)] {
+            let run = |composed: bool| {
+                super::fused::FORCE_COMPOSED.with(|f| f.set(composed));
+                let ps = params(DType::F32);
+                let mut c = cfg(kind);
+                c.max_grad_norm = clip;
+                c.adamw.weight_decay = 0.1;
+                c.magma.mask_weight_decay = mask_decay;
+                let mut opt = Optimizer::new(ps.clone(), c).unwrap();
+                let stats: Vec<OptimStats> =
+                    (0..4).map(|s| opt.step(&grads(s, &ps)).unwrap()).collect();
+                super::fused::FORCE_COMPOSED.with(|f| f.set(false));
+                let state: Vec<Vec<f64>> = ps
+                    .iter()
+                    .map(|(_, v)| values(v.as_tensor()))
+                    .chain(
+                        opt.params()
+                            .iter()
+                            .flat_map(|p| [values(&p.m), values(&p.v)]),
+                    )
+                    .collect();
+                (state, stats)
+            };
+            let (fused, fs) = run(false);
+            let (composed, cs) = run(true);
+            if kind == OptimizerKind::Magma {
+                for (a, b) in fused.iter().flatten().zip(composed.iter().flatten()) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                        "{kind:?}: {a} vs {b}"
+                    );
+                }
+            } else {
+                assert_eq!(fused, composed, "{kind:?} clip {clip:?}");
+            }
+            for (f, c) in fs.iter().zip(&cs) {
+                assert!((f.grad_norm_pre_clip - c.grad_norm_pre_clip).abs() < 1e-9);
+                assert!((f.update_rms_ratio - c.update_rms_ratio).abs() < 1e-5);
+            }
+        }
+    }
 }
