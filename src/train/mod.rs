@@ -474,7 +474,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 b.set_position(step);
                 b.set_message(summary);
             }
-            None => println!("{summary}"),
+            // Logs go to stderr: stdout stays machine-readable (`rlvr bench step` prints JSON).
+            None => eprintln!("{summary}"),
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.max_steps {
             trainer.save_checkpoint(&ckpt_root, &cursor(&buffer), cfg.keep_checkpoints)?;
