@@ -293,7 +293,7 @@ fn rollout(a: &RolloutArgs) -> Result<()> {
         "peak_rss_mb": peak_rss_mb(),
         "flash_attn_prefill": rlvr_runtime::flash_attn_enabled() && model.device().is_cuda(),
         "cuda_pool_keeps_freed": model.device().is_cuda()
-            && std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0"),
+            && crate::common::cuda_keeps_freed_memory(),
     });
     if let Some(s) = stats {
         let o = out.as_object_mut().expect("object");

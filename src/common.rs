@@ -61,9 +61,14 @@ fn default_device() -> Device {
 /// the step's activations back and map them again. `RLVR_CUDA_KEEP_FREED=0` keeps the driver's
 /// default (for comparisons).
 fn configure_cuda(d: &Device) {
-    if std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0") {
+    if cuda_keeps_freed_memory() {
         rlvr_models::device_mem::keep_freed_memory(d);
     }
+}
+
+/// Whether CUDA devices opened here keep freed memory in their pool (`RLVR_CUDA_KEEP_FREED`).
+pub fn cuda_keeps_freed_memory() -> bool {
+    std::env::var("RLVR_CUDA_KEEP_FREED").as_deref() != Ok("0")
 }
 
 pub fn dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
@@ -134,14 +139,5 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
 
 /// Peak resident set size of this process in MiB (Linux; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    rlvr_models::device_mem::peak_mib(&Device::Cpu)
 }

@@ -195,20 +195,23 @@ fn bad_inputs_are_named() {
 
     // A JSONL line that is not JSON: file and line named.
     let data = tmp.path().join("data.jsonl");
+    let train_on_data = |run: &str| {
+        run_err(&[
+            "train",
+            "--model",
+            m,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            &out(run),
+        ])
+    };
     std::fs::write(
         &data,
         "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n{not json\n",
     )
     .unwrap();
-    let e = run_err(&[
-        "train",
-        "--model",
-        m,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        &out("r1"),
-    ]);
+    let e = train_on_data("r1");
     assert!(
         e.contains("data.jsonl:2") && e.contains("not valid JSON"),
         "{e}"
@@ -216,15 +219,7 @@ fn bad_inputs_are_named() {
 
     // Missing fields.
     std::fs::write(&data, "{\"question\": \"1+1?\"}\n").unwrap();
-    let e = run_err(&[
-        "train",
-        "--model",
-        m,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        &out("r2"),
-    ]);
+    let e = train_on_data("r2");
     assert!(
         e.contains("data.jsonl:1") && e.contains("missing field `answer`"),
         "{e}"
@@ -232,15 +227,7 @@ fn bad_inputs_are_named() {
 
     // Empty dataset.
     std::fs::write(&data, "\n").unwrap();
-    let e = run_err(&[
-        "train",
-        "--model",
-        m,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        &out("r3"),
-    ]);
+    let e = train_on_data("r3");
     assert!(e.contains("empty"), "{e}");
 
     // A model without a chat template.

@@ -29,7 +29,6 @@ use candle_core::{DType, Device, Result, Tensor};
 use rlvr_models::attention::grouped_attention;
 use rlvr_models::{Attention, ModelConfig};
 
-use crate::flash_attn_enabled;
 use crate::paged_attention::{KvBackend, StepLayout};
 
 /// Head dims the `paged_attention` kernel is compiled for.
@@ -47,7 +46,8 @@ pub struct CudaKvCache {
     head_dim: usize,
     dtype: DType,
     kernel_decode: bool,
-    /// Prefill chunks through candle-flash-attn (feature `flash-attn`, bf16/f16, flash head dims).
+    /// Prefill chunks through candle-flash-attn (bf16/f16, flash head dims, not turned off).
+    #[cfg(feature = "flash-attn")]
     flash_prefill: bool,
 }
 
@@ -113,29 +113,16 @@ impl CudaKvCache {
             head_dim: d,
             dtype,
             kernel_decode: Self::kernel_supports(d, block_size),
-            flash_prefill: flash_attn_enabled()
+            #[cfg(feature = "flash-attn")]
+            flash_prefill: crate::flash_attn_enabled()
                 && matches!(dtype, DType::F16 | DType::BF16)
                 && FLASH_HEAD_DIMS.contains(&d),
         })
     }
 
-    /// Whether prefill chunks run through candle-flash-attn (see the module docs).
-    pub fn flash_prefill(&self) -> bool {
-        self.flash_prefill
-    }
-
-    /// Turn flash prefill off (e.g. to compare with the candle path); it cannot be turned on
-    /// where it is unavailable.
-    pub fn set_flash_prefill(&mut self, on: bool) {
-        self.flash_prefill = on
-            && flash_attn_enabled()
-            && matches!(self.dtype, DType::F16 | DType::BF16)
-            && FLASH_HEAD_DIMS.contains(&self.head_dim);
-    }
-
-    /// How many blocks fit in `fraction` of the device's currently free memory (cuMemGetInfo
-    /// through candle's cudarc context). Call it after the weights are loaded; leave room for
-    /// activations (e.g. `fraction` = 0.8 of what is free then). May be 0.
+    /// How many blocks fit in `fraction` of the device's currently free memory
+    /// ([`rlvr_models::device_mem::cuda_free_total`]). Call it after the weights are loaded;
+    /// leave room for activations (e.g. `fraction` = 0.8 of what is free then). May be 0.
     pub fn num_blocks_for_free_memory(
         cfg: &ModelConfig,
         block_size: usize,
@@ -143,12 +130,9 @@ impl CudaKvCache {
         fraction: f64,
         device: &Device,
     ) -> Result<usize> {
-        let (free, _total) = device
-            .as_cuda_device()?
-            .cuda_stream()
-            .context()
-            .mem_get_info()
-            .map_err(|e| candle_core::Error::Msg(format!("cuMemGetInfo: {e}")))?;
+        let (free, _total) = rlvr_models::device_mem::cuda_free_total(device).ok_or_else(|| {
+            candle_core::Error::Msg(format!("no memory information from {device:?}"))
+        })?;
         let budget = (free as f64 * fraction.clamp(0.0, 1.0)) as usize;
         Ok(budget / Self::bytes_per_block(cfg, block_size, dtype).max(1))
     }

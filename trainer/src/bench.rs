@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{micro_grads, train_forward_rows};
+use crate::trainer::{accumulation_dtype, add_grad, micro_grads, train_forward_rows};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -70,7 +70,6 @@ pub fn bench_train(
     let micro_rows = micro_batch_tokens
         .map_or(rows_n, |t| (t / seq_len).max(1))
         .min(rows_n);
-    device_mem::keep_freed_memory(&dev);
     device_mem::reset_peak(&dev);
 
     let fwd_bwd = || summed_grads(model, &rows, micro_rows);
@@ -91,7 +90,7 @@ pub fn bench_train(
         sync(&grads)?;
     }
     let fwd_bwd_s = t.elapsed().as_secs_f64() / iters as f64;
-    let fwd_bwd_peak_mb = peak_mb(&dev);
+    let fwd_bwd_peak_mb = device_mem::peak_mib(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
         .named_vars()
@@ -133,7 +132,7 @@ pub fn bench_train(
         fwd_bwd_ms: fwd_bwd_s * 1e3,
         fwd_bwd_tokens_per_s: tokens as f64 / fwd_bwd_s,
         fwd_bwd_peak_mb,
-        peak_mb: peak_mb(&dev),
+        peak_mb: device_mem::peak_mib(&dev),
         adamw_step_ms: adamw_ms,
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,
@@ -154,22 +153,12 @@ fn summed_grads(
         let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false)?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
         for (a, g) in acc.iter_mut().zip(micro_grads(model, fwd, &loss)?) {
-            let Some(g) = g else { continue };
-            let g = match g.dtype() {
-                DType::BF16 | DType::F16 => g.to_dtype(DType::F32)?,
-                _ => g,
-            };
-            *a = Some(match a.take() {
-                Some(x) => (x + g)?,
-                None => g,
-            });
+            if let Some(g) = g {
+                add_grad(a, accumulation_dtype(g)?)?;
+            }
         }
     }
     Ok(acc)
-}
-
-fn peak_mb(dev: &candle_core::Device) -> f64 {
-    device_mem::peak_bytes(dev).map_or(0.0, |b| b as f64 / (1 << 20) as f64)
 }
 
 #[cfg(test)]

@@ -318,8 +318,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         m.timings.forward_backward_ms = fb_s * 1e3;
         m.timings.optimizer_ms = opt_s * 1e3;
         m.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
-        m.timings.peak_memory_mb = rlvr_models::device_mem::peak_bytes(&device)
-            .map_or(0.0, |b| b as f64 / (1 << 20) as f64);
+        m.timings.peak_memory_mb = rlvr_models::device_mem::peak_mib(&device);
         m.timings.train_tokens_per_s = if fb_s > 0.0 {
             sstats.tokens as f64 / fb_s
         } else {
@@ -652,7 +651,7 @@ pub(crate) struct MinibatchOut {
 
 /// Gradients of bf16/f16 weights are summed over micro-batches in f32 (the optimizer's master
 /// precision), not in the weights' 8-bit mantissa.
-fn accumulation_dtype(g: Tensor) -> Result<Tensor> {
+pub(crate) fn accumulation_dtype(g: Tensor) -> Result<Tensor> {
     Ok(match g.dtype() {
         DType::BF16 | DType::F16 => g.to_dtype(DType::F32)?,
         _ => g,
@@ -877,7 +876,7 @@ pub(crate) fn micro_grads(
     Ok(out)
 }
 
-fn add_grad(acc: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+pub(crate) fn add_grad(acc: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     *acc = Some(match acc.take() {
         Some(a) => (a + g)?,
         None => g,
