@@ -18,7 +18,7 @@
 #   or `--features flash-attn`: 24 MiB as xz instead of 9, and it still fits; its flash prefill
 #   can be turned off at run time with RLVR_FLASH_ATTN=0, so one binary serves both),
 #   RLVR_GGUF (default ~/.cache/rlvr/models/SmolLM2-135M-Instruct.Q4_1.gguf, what
-#   `rlvr pull` fetches), RLVR_GOLDEN (default ../shared/golden/smollm2_135m_instruct_q4_1.json).
+#   `rlvr pull` fetches), RLVR_GOLDEN (default tests/fixtures/golden/smollm2_135m_instruct_q4_1.json).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -52,7 +52,7 @@ esac
 
 BIN="${RLVR_CUDA_BIN:-$ROOT/target-cuda/release/rlvr}"
 GGUF="${RLVR_GGUF:-$HOME/.cache/rlvr/models/$GGUF_NAME}"
-GOLDEN="${RLVR_GOLDEN:-$ROOT/../shared/golden/smollm2_135m_instruct_q4_1.json}"
+GOLDEN="${RLVR_GOLDEN:-$ROOT/tests/fixtures/golden/smollm2_135m_instruct_q4_1.json}"
 for f in "$BIN" "$GGUF" "$GOLDEN"; do
     [ -e "$f" ] || { echo "gpu-stage: missing $f" >&2; exit 1; }
 done

@@ -1,4 +1,4 @@
-//! The default model against transformers' reference outputs (../shared/golden), f32 on CPU.
+//! The default model against transformers' reference outputs (tests/fixtures/golden), f32 on CPU.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 fn golden() -> Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/golden/smollm2_135m_instruct_q4_1.json");
+        .join("../tests/fixtures/golden/smollm2_135m_instruct_q4_1.json");
     let text = std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("golden file {} is required: {e}", p.display()));
     serde_json::from_str(&text).expect("golden JSON")

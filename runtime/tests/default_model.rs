@@ -18,7 +18,7 @@ fn default_model_greedy_and_logprobs() {
     let golden: Value = serde_json::from_str(
         &std::fs::read_to_string(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/golden/smollm2_135m_instruct_q4_1.json"),
+                .join("../tests/fixtures/golden/smollm2_135m_instruct_q4_1.json"),
         )
         .expect("golden file"),
     )

@@ -1,5 +1,5 @@
-//! Data-driven checks on the shared evaluation sets. The files are required:
-//! a missing file fails the test (it does not skip).
+//! Data-driven checks on the evaluation sets bundled in the repository's `data/` (GSM8K test,
+//! MATH-500). The files are required: a missing file fails the test (it does not skip).
 
 use std::path::PathBuf;
 
@@ -9,12 +9,12 @@ use serde_json::Value;
 
 fn read_jsonl(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../data")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "required data file {} is missing or unreadable ({e}); \
-             these tests need /work/shared/data (relative to the crate: ../../shared/data)",
+             these tests read the repository's data/ folder",
             path.display()
         )
     });
