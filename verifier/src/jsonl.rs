@@ -200,6 +200,17 @@ pub fn accuracy_report_from_readers<D: BufRead, C: BufRead>(
     cfg: &VerifierConfig,
 ) -> Result<AccuracyReport, VerifierError> {
     cfg.validate()?;
+    let golds = read_golds(data, fmt)?;
+    let pairs = read_completions(completions, golds.len())?;
+    let grades: Vec<(usize, crate::Grade)> = pairs
+        .par_iter()
+        .map(|(idx, text)| (*idx, grade(text, &golds[*idx], cfg)))
+        .collect();
+    Ok(summarize(&grades))
+}
+
+/// The gold answer of every (non-blank) data line, in order.
+fn read_golds<D: BufRead>(data: D, fmt: Option<GoldFormat>) -> Result<Vec<String>, VerifierError> {
     let mut golds = Vec::new();
     for (k, line) in data.lines().enumerate() {
         let line = line?;
@@ -213,6 +224,14 @@ pub fn accuracy_report_from_readers<D: BufRead, C: BufRead>(
         })?;
         golds.push(g);
     }
+    Ok(golds)
+}
+
+/// `(data record, completion text)` of every (non-blank) completion line.
+fn read_completions<C: BufRead>(
+    completions: C,
+    records: usize,
+) -> Result<Vec<(usize, String)>, VerifierError> {
     let mut pairs: Vec<(usize, String)> = Vec::new();
     for (k, line) in completions.lines().enumerate() {
         let line = line?;
@@ -237,27 +256,27 @@ pub fn accuracy_report_from_readers<D: BufRead, C: BufRead>(
                 })?,
             None => pairs.len(),
         };
-        if idx >= golds.len() {
+        if idx >= records {
             return Err(VerifierError::BadLine {
                 line: k + 1,
                 message: format!(
-                    "completion maps to data record {idx}, but the data has {} records",
-                    golds.len()
+                    "completion maps to data record {idx}, but the data has {records} records"
                 ),
             });
         }
         pairs.push((idx, text));
     }
-    let grades: Vec<(usize, crate::Grade)> = pairs
-        .par_iter()
-        .map(|(idx, text)| (*idx, grade(text, &golds[*idx], cfg)))
-        .collect();
+    Ok(pairs)
+}
+
+/// Counts, histograms and per-prompt results of graded completions.
+fn summarize(grades: &[(usize, crate::Grade)]) -> AccuracyReport {
     let mut reasons = BTreeMap::new();
     let mut methods = BTreeMap::new();
     let mut per_prompt: BTreeMap<usize, bool> = BTreeMap::new();
     let mut correct = 0;
     let mut reward_sum = 0.0;
-    for (idx, g) in &grades {
+    for (idx, g) in grades {
         *reasons.entry(g.reason.as_str().to_string()).or_insert(0) += 1;
         let m = g.method.map_or("none", ExtractMethod::as_str);
         *methods.entry(m.to_string()).or_insert(0) += 1;
@@ -267,7 +286,7 @@ pub fn accuracy_report_from_readers<D: BufRead, C: BufRead>(
         reward_sum += g.reward;
     }
     let n = grades.len();
-    Ok(AccuracyReport {
+    AccuracyReport {
         n,
         correct,
         accuracy: if n == 0 {
@@ -280,5 +299,5 @@ pub fn accuracy_report_from_readers<D: BufRead, C: BufRead>(
         prompts_with_correct: per_prompt.values().filter(|&&c| c).count(),
         reasons,
         methods,
-    })
+    }
 }

@@ -55,6 +55,38 @@ fn same_answer_text(a: &str, b: &str) -> bool {
     canon(a) == canon(b)
 }
 
+/// Grade solution `i` against gold `j` for every ordered pair `i != j` that
+/// `differ(i, j)` keeps; `accepted(i, j)` describes a wrong acceptance.
+/// Returns (pairs graded, wrong acceptances).
+fn cross_grade(
+    n: usize,
+    differ: impl Fn(usize, usize) -> bool + Sync,
+    accepted: impl Fn(usize, usize) -> Option<String> + Sync,
+) -> (usize, Vec<String>) {
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut pairs = 0;
+            let mut bad = Vec::new();
+            for j in 0..n {
+                if i == j || !differ(i, j) {
+                    continue;
+                }
+                pairs += 1;
+                bad.extend(accepted(i, j));
+            }
+            (pairs, bad)
+        })
+        .reduce(
+            || (0, Vec::new()),
+            |mut a, b| {
+                a.0 += b.0;
+                a.1.extend(b.1);
+                a
+            },
+        )
+}
+
 #[test]
 fn gsm8k_reference_solutions_match_their_answers() {
     let rows = read_jsonl("gsm8k_test.jsonl");
@@ -90,34 +122,18 @@ fn gsm8k_reference_solutions_reject_other_answers() {
     let fins: Vec<&str> = rows.iter().map(|r| field(r, "answer_final")).collect();
     let n = rows.len();
     // Every ordered pair (i, j), i != j, with different final answers.
-    let (pairs, wrong_accepts): (usize, Vec<String>) = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut pairs = 0;
-            let mut bad = Vec::new();
-            for j in 0..n {
-                if i == j || fins[i] == fins[j] {
-                    continue;
-                }
-                pairs += 1;
-                let g = grade(sols[i], fins[j], &cfg);
-                if g.correct {
-                    bad.push(format!(
-                        "solution #{i} ({}) accepted for gold {:?}",
-                        fins[i], fins[j]
-                    ));
-                }
-            }
-            (pairs, bad)
-        })
-        .reduce(
-            || (0, Vec::new()),
-            |mut a, b| {
-                a.0 += b.0;
-                a.1.extend(b.1);
-                a
-            },
-        );
+    let (pairs, wrong_accepts) = cross_grade(
+        n,
+        |i, j| fins[i] != fins[j],
+        |i, j| {
+            grade(sols[i], fins[j], &cfg).correct.then(|| {
+                format!(
+                    "solution #{i} ({}) accepted for gold {:?}",
+                    fins[i], fins[j]
+                )
+            })
+        },
+    );
     let rate = 1.0 - wrong_accepts.len() as f64 / pairs as f64;
     eprintln!(
         "GSM8K cross-grading: {} of {pairs} pairs rejected ({:.4}%)",
@@ -180,34 +196,19 @@ fn math500_solutions_reject_other_answers() {
     let sols: Vec<&str> = rows.iter().map(|r| field(r, "solution")).collect();
     let answers: Vec<&str> = rows.iter().map(|r| field(r, "answer")).collect();
     let n = rows.len();
-    let (pairs, wrong_accepts): (usize, Vec<String>) = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut pairs = 0;
-            let mut bad = Vec::new();
-            for j in 0..n {
-                if i == j || same_answer_text(answers[i], answers[j]) {
-                    continue;
-                }
-                pairs += 1;
-                let g = grade(sols[i], answers[j], &cfg);
-                if g.correct {
-                    bad.push(format!(
-                        "solution of {:?} accepted for gold {:?} ({})",
-                        answers[i], answers[j], g.reason
-                    ));
-                }
-            }
-            (pairs, bad)
-        })
-        .reduce(
-            || (0, Vec::new()),
-            |mut a, b| {
-                a.0 += b.0;
-                a.1.extend(b.1);
-                a
-            },
-        );
+    let (pairs, wrong_accepts) = cross_grade(
+        n,
+        |i, j| !same_answer_text(answers[i], answers[j]),
+        |i, j| {
+            let g = grade(sols[i], answers[j], &cfg);
+            g.correct.then(|| {
+                format!(
+                    "solution of {:?} accepted for gold {:?} ({})",
+                    answers[i], answers[j], g.reason
+                )
+            })
+        },
+    );
     let rate = 1.0 - wrong_accepts.len() as f64 / pairs as f64;
     eprintln!(
         "MATH-500 cross-grading: {} of {pairs} pairs rejected ({:.4}%)",

@@ -1,0 +1,143 @@
+//! Comparing two answer trees: ordered for tuples, intervals and matrices,
+//! unordered for sets, bare lists and unions, `y = f` against `f`, equations
+//! up to a constant factor, vectors against matrices.
+//!
+//! Owns: which shapes may match which, and the combined reason. Must not
+//! know: how text becomes a tree, or how atoms are valued.
+
+use super::atom::{compare_atoms, Atom};
+use super::structure::{simple_var, Ans, Kind};
+use super::{combine, compact_eq, Ctx};
+use crate::expr;
+use crate::Reason;
+
+/// Compare a predicted tree with a gold tree.
+pub(super) fn compare(pred: &Ans, gold: &Ans, cx: &Ctx) -> Option<Reason> {
+    use Ans::*;
+    match (pred, gold) {
+        (Atom(p), Atom(g)) => compare_atoms(p, g, cx),
+        (Eq(pred_lhs, pred_rhs), Eq(gold_lhs, gold_rhs)) => {
+            if simple_var(pred_lhs) && simple_var(gold_lhs) && compact_eq(pred_lhs, gold_lhs) {
+                // `y = f` and `y = g`: equal exactly when f and g are.
+                return compare(pred_rhs, gold_rhs, cx);
+            }
+            equation_proportional(pred_lhs, pred_rhs, gold_lhs, gold_rhs, cx)
+        }
+        (Eq(lhs, rhs), other) | (other, Eq(lhs, rhs)) => {
+            if simple_var(lhs) {
+                compare(rhs, other, cx)
+            } else {
+                None
+            }
+        }
+        (Seq(pred_kind, pred_items), Seq(gold_kind, gold_items)) => {
+            compare_seqs(*pred_kind, pred_items, *gold_kind, gold_items, cx)
+        }
+        (Seq(Kind::Set, items), Atom(_)) if items.len() == 1 => compare(&items[0], gold, cx),
+        (Atom(_), Seq(Kind::Set, items)) if items.len() == 1 => compare(pred, &items[0], cx),
+        (Union(pred_parts), Union(gold_parts)) => compare_unordered(pred_parts, gold_parts, cx),
+        (Matrix(pred_rows), Matrix(gold_rows)) => {
+            pairwise(pred_rows, gold_rows, |p, g| compare_ordered(p, g, cx))
+        }
+        (Matrix(rows), Seq(kind, items)) | (Seq(kind, items), Matrix(rows)) => match kind {
+            Kind::Paren(b'(', b')') | Kind::Bare => compare_ordered(&flat_vector(rows)?, items, cx),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Tuples and intervals need the same brackets; a bare list matches a tuple
+/// in order and a set in any order.
+fn compare_seqs(
+    pred_kind: Kind,
+    pred_items: &[Ans],
+    gold_kind: Kind,
+    gold_items: &[Ans],
+    cx: &Ctx,
+) -> Option<Reason> {
+    match (pred_kind, gold_kind) {
+        (Kind::Paren(..), Kind::Paren(..)) if pred_kind == gold_kind => {
+            compare_ordered(pred_items, gold_items, cx)
+        }
+        (Kind::Paren(b'(', b')'), Kind::Bare) | (Kind::Bare, Kind::Paren(b'(', b')')) => {
+            compare_ordered(pred_items, gold_items, cx)
+        }
+        (Kind::Set | Kind::Bare, Kind::Set | Kind::Bare) => {
+            compare_unordered(pred_items, gold_items, cx)
+        }
+        _ => None,
+    }
+}
+
+/// Item k against item k, all of them; the weakest reason of the pairs.
+fn pairwise<T>(
+    pred: &[T],
+    gold: &[T],
+    mut same: impl FnMut(&T, &T) -> Option<Reason>,
+) -> Option<Reason> {
+    if pred.len() != gold.len() {
+        return None;
+    }
+    let mut reason = Reason::MatchExact;
+    for (p, g) in pred.iter().zip(gold) {
+        reason = combine(reason, same(p, g)?);
+    }
+    Some(reason)
+}
+
+fn compare_ordered(pred: &[Ans], gold: &[Ans], cx: &Ctx) -> Option<Reason> {
+    pairwise(pred, gold, |p, g| compare(p, g, cx))
+}
+
+/// Every predicted item matches a distinct gold item (greedy, first match).
+fn compare_unordered(pred: &[Ans], gold: &[Ans], cx: &Ctx) -> Option<Reason> {
+    if pred.len() != gold.len() {
+        return None;
+    }
+    let mut used = vec![false; gold.len()];
+    let mut reason = Reason::MatchExact;
+    for p in pred {
+        let (slot, item_reason) = gold
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !used[*slot])
+            .find_map(|(slot, g)| compare(p, g, cx).map(|r| (slot, r)))?;
+        used[slot] = true;
+        reason = combine(reason, item_reason);
+    }
+    Some(reason)
+}
+
+/// A one-row or one-column matrix as a vector.
+fn flat_vector(rows: &[Vec<Ans>]) -> Option<Vec<Ans>> {
+    if rows.len() == 1 {
+        Some(rows[0].clone())
+    } else if rows.iter().all(|r| r.len() == 1) {
+        Some(rows.iter().map(|r| r[0].clone()).collect())
+    } else {
+        None
+    }
+}
+
+/// `lhs = rhs` equations equal up to a constant non-zero factor.
+fn equation_proportional(
+    pred_lhs: &str,
+    pred_rhs: &Ans,
+    gold_lhs: &str,
+    gold_rhs: &Ans,
+    cx: &Ctx,
+) -> Option<Reason> {
+    let (Ans::Atom(Atom { text: pred_rhs, .. }), Ans::Atom(Atom { text: gold_rhs, .. })) =
+        (pred_rhs, gold_rhs)
+    else {
+        return None;
+    };
+    // Parsing four sides costs more than comparing two cached atoms.
+    if !cx.spend(16) {
+        return None;
+    }
+    let pred = expr::difference(expr::parse(pred_lhs).ok()?, expr::parse(pred_rhs).ok()?);
+    let gold = expr::difference(expr::parse(gold_lhs).ok()?, expr::parse(gold_rhs).ok()?);
+    expr::proportional(&pred, &gold, cx.cfg.rel_tol).then_some(Reason::MatchSymbolic)
+}
