@@ -95,35 +95,69 @@ fn run_job(job: &Job, cfg: &VerifierConfig) -> VerifyOutput {
 /// Grading filter: each input line `{"gold": ..., "pred": ..., "gold_format"?: ...}`
 /// gives one output line `{"correct", "extracted", "reason", "reward", "method"}`,
 /// in input order. `gold_format` is `gsm8k`, `math`, `raw` or `auto`; lines
-/// without it use `default_fmt`. Blank lines are skipped. Output is written and
-/// flushed line by line (usable as a co-process). A malformed line is an error
-/// naming its 1-based line number; the lines before it have been answered.
-/// Returns the number of graded lines. (For parallel grading of a batch in
-/// memory use [`crate::grade_batch`].)
+/// without it use `default_fmt`. Every input line gets exactly one output line,
+/// so output line k answers input line k: a line that cannot be graded (blank,
+/// not JSON, not UTF-8, missing a field) gets `{"error": "line N: ..."}` and the
+/// lines after it are graded as usual. Output is written and flushed line by
+/// line (usable as a co-process). Returns the number of lines graded (error
+/// lines not counted); fails only on I/O errors. (For parallel grading of a
+/// batch in memory use [`crate::grade_batch`].)
 pub fn verify_jsonl<R: BufRead, W: Write>(
-    input: R,
+    mut input: R,
     mut out: W,
     cfg: &VerifierConfig,
     default_fmt: GoldFormat,
 ) -> Result<usize, VerifierError> {
     cfg.validate()?;
-    let mut n = 0;
+    let mut graded = 0;
+    let mut raw = Vec::with_capacity(256);
     let mut buf = Vec::with_capacity(256);
-    for (k, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+    let mut line_no = 0;
+    loop {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            break;
         }
-        let job = parse_verify_line(&line, k + 1, default_fmt)?;
+        line_no += 1;
         buf.clear();
-        serde_json::to_writer(&mut buf, &run_job(&job, cfg)).map_err(std::io::Error::other)?;
+        match job_from_bytes(&raw, line_no, default_fmt) {
+            Ok(job) => {
+                serde_json::to_writer(&mut buf, &run_job(&job, cfg))
+                    .map_err(std::io::Error::other)?;
+                graded += 1;
+            }
+            Err(err) => {
+                let error = serde_json::json!({ "error": err.to_string() });
+                serde_json::to_writer(&mut buf, &error).map_err(std::io::Error::other)?;
+            }
+        }
         buf.push(b'\n');
         out.write_all(&buf)?;
         out.flush()?;
-        n += 1;
     }
     out.flush()?;
-    Ok(n)
+    Ok(graded)
+}
+
+/// One raw input line (with its line break) as a grading job.
+fn job_from_bytes(
+    raw: &[u8],
+    line_no: usize,
+    default_fmt: GoldFormat,
+) -> Result<Job, VerifierError> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let line = std::str::from_utf8(raw).map_err(|_| VerifierError::BadLine {
+        line: line_no,
+        message: "not valid UTF-8".into(),
+    })?;
+    if line.trim().is_empty() {
+        return Err(VerifierError::BadLine {
+            line: line_no,
+            message: "blank line (expected a JSON object)".into(),
+        });
+    }
+    parse_verify_line(line, line_no, default_fmt)
 }
 
 /// Accuracy of a set of completions against a data file.

@@ -40,7 +40,13 @@ fn filter_grades_in_order() {
     );
     let (n, out) = filter(input).unwrap();
     assert_eq!(n, 5);
-    assert_eq!(out.len(), 5);
+    // One output line per input line: the blank second line gets an error.
+    assert_eq!(out.len(), 6);
+    assert!(out[1]["error"].as_str().unwrap().starts_with("line 2:"));
+    let out: Vec<Value> = out
+        .into_iter()
+        .filter(|v| v.get("error").is_none())
+        .collect();
     let summary: Vec<(bool, &str)> = out
         .iter()
         .map(|v| {
@@ -65,31 +71,76 @@ fn filter_grades_in_order() {
     assert!(out[3]["extracted"].is_null());
 }
 
+/// Regression (reliability issue, item 11): the filter used to stop at the
+/// first malformed line (later lines were never graded) and to skip blank
+/// lines without an output line, so its output no longer lined up with its
+/// input. Now every input line gets exactly one output line.
 #[test]
-fn filter_rejects_malformed_lines_with_line_number() {
-    let input =
-        "{\"gold\": \"1\", \"pred\": \"1\"}\nnot json\n{\"gold\": \"2\", \"pred\": \"2\"}\n";
-    let err = filter(input).unwrap_err();
-    assert!(err.to_string().starts_with("line 2:"), "{err}");
-    let err = filter("{\"gold\": \"1\"}\n").unwrap_err();
-    assert!(
-        err.to_string().contains("line 1") && err.to_string().contains("pred"),
-        "{err}"
+fn filter_answers_every_line_and_goes_on_after_bad_ones() {
+    let input = concat!(
+        "{\"gold\": \"1\", \"pred\": \"1\"}\n",
+        "not json\n",
+        "\n",
+        "{\"gold\": \"1\"}\n",
+        "{\"gold\": \"1\", \"pred\": \"1\", \"gold_format\": \"latex\"}\n",
+        "[1, 2]\n",
+        "   \r\n",
+        "{\"gold\": \"2\", \"pred\": \"so 2\"}\n",
+        "{\"gold\": \"3\", \"pred\": \"so 4\"}",
     );
-    let err =
-        filter("{\"gold\": \"1\", \"pred\": \"1\", \"gold_format\": \"latex\"}\n").unwrap_err();
-    assert!(err.to_string().contains("latex"), "{err}");
-    let err = filter("[1, 2]\n").unwrap_err();
-    assert!(err.to_string().contains("object"), "{err}");
-    // The lines before the bad one were answered.
-    let mut out = Vec::new();
-    let _ = verify_jsonl(
-        Cursor::new(input),
-        &mut out,
+    let (n, out) = filter(input).expect("a bad line is not an error of the whole stream");
+    assert_eq!(out.len(), 9, "one output line per input line");
+    assert_eq!(n, 3, "three lines graded");
+    let error = |k: usize| out[k]["error"].as_str().unwrap_or("").to_string();
+    assert_eq!(out[0]["correct"], true);
+    assert!(
+        error(1).starts_with("line 2:") && error(1).contains("JSON"),
+        "{}",
+        error(1)
+    );
+    assert!(
+        error(2).starts_with("line 3:") && error(2).contains("blank"),
+        "{}",
+        error(2)
+    );
+    assert!(
+        error(3).starts_with("line 4:") && error(3).contains("pred"),
+        "{}",
+        error(3)
+    );
+    assert!(
+        error(4).starts_with("line 5:") && error(4).contains("latex"),
+        "{}",
+        error(4)
+    );
+    assert!(
+        error(5).starts_with("line 6:") && error(5).contains("object"),
+        "{}",
+        error(5)
+    );
+    assert!(error(6).starts_with("line 7:"), "{}", error(6));
+    assert_eq!(out[7]["correct"], true);
+    assert_eq!(out[8]["correct"], false);
+    assert!(out[7].get("error").is_none() && out[8].get("error").is_none());
+    // Not UTF-8: an error line, and the next line is graded.
+    let mut bytes = b"{\"gold\": \"1\", \"pred\": \"\xff\"}\n".to_vec();
+    bytes.extend_from_slice(b"{\"gold\": \"5\", \"pred\": \"5\"}\n");
+    let mut sink = Vec::new();
+    let graded = verify_jsonl(
+        Cursor::new(bytes),
+        &mut sink,
         &VerifierConfig::default(),
         GoldFormat::Auto,
-    );
-    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
+    )
+    .unwrap();
+    let lines: Vec<Value> = String::from_utf8(sink)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!((graded, lines.len()), (1, 2));
+    assert!(lines[0]["error"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(lines[1]["correct"], true);
 }
 
 #[test]
