@@ -114,6 +114,29 @@ fn percent_equal(a: Val, ap: bool, b: Val, bp: bool, tol: f64) -> bool {
     vals_equal(a2, b2, tol)
 }
 
+/// Integers from 2^53 up are not all exact in `f64`; a value that large (or an
+/// overflow) is compared as an exact integer where it is one.
+fn beyond_f64_integers(v: Val) -> bool {
+    const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+    match v {
+        Val::Q(q) => q.is_int() && q.to_f64().abs() >= EXACT_F64,
+        Val::C(c) => c.is_nan() || (c.is_finite() && c.abs() >= EXACT_F64),
+    }
+}
+
+/// Exact comparison of two integer answers: `Some(equal)` when both have an
+/// exact integer value, `Some(false)` when only one has (an exact integer
+/// cannot be verified against a value known only approximately), `None`
+/// when neither has.
+fn exact_integers_equal(pred: &str, gold: &str) -> Option<bool> {
+    let exact = |s: &str| expr::parse(s).ok().and_then(|e| expr::exact_integer(&e));
+    match (exact(pred), exact(gold)) {
+        (Some(p), Some(g)) => Some(p == g),
+        (Some(_), None) | (None, Some(_)) => Some(false),
+        (None, None) => None,
+    }
+}
+
 fn atom_value(s: &str) -> AtomVal {
     if let Some(v) = number_value(s) {
         return AtomVal::Value(v);
@@ -145,6 +168,11 @@ pub(super) fn compare_atoms(p: &Atom, g: &Atom, cx: &Ctx) -> Option<Reason> {
     let tol = cx.cfg.rel_tol;
     match (&pi.val, &gi.val) {
         (AtomVal::Value(a), AtomVal::Value(b)) => {
+            if pi.percent == gi.percent && (beyond_f64_integers(*a) || beyond_f64_integers(*b)) {
+                if let Some(same) = exact_integers_equal(&pi.stripped, &gi.stripped) {
+                    return same.then_some(Reason::MatchNumeric);
+                }
+            }
             percent_equal(*a, pi.percent, *b, gi.percent, tol).then_some(Reason::MatchNumeric)
         }
         (

@@ -21,6 +21,7 @@ fn eval_node(node: &Node, vals: &[Cx], depth: usize) -> Val {
     let eval_child = |m: &Node| eval_node(m, vals, depth + 1);
     match node {
         Node::Num(v) => *v,
+        Node::Literal { int, frac, exp } => crate::num::decimal_value(int, frac, *exp),
         Node::Var(k) => Val::C(vals.get(*k).copied().unwrap_or(Cx::NAN)),
         Node::Pi => Val::C(Cx::real(std::f64::consts::PI)),
         Node::E => Val::C(Cx::real(std::f64::consts::E)),

@@ -15,9 +15,11 @@
 
 mod commands;
 mod eval;
+mod exact;
 mod parser;
 mod sample;
 
+pub(crate) use exact::exact_integer;
 pub(crate) use parser::parse;
 pub(crate) use sample::{difference, proportional, sample_values, samples_equal};
 
@@ -48,6 +50,13 @@ pub(crate) enum Func {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Node {
     Num(Val),
+    /// A decimal literal too long to be exact as a `Val` (kept as its digits so
+    /// that integers can still be compared exactly): `int.frac * 10^exp`.
+    Literal {
+        int: Box<str>,
+        frac: Box<str>,
+        exp: i64,
+    },
     Var(usize),
     Pi,
     E,

@@ -8,7 +8,7 @@
 use super::commands::is_primary_command;
 use super::{remap, Expr, Node, MAX_NODES};
 use crate::error::ExprError;
-use crate::num::{decimal_value, scan_decimal};
+use crate::num::{decimal_value, scan_decimal, Val};
 
 const MAX_DEPTH: u32 = 200;
 
@@ -247,7 +247,14 @@ impl<'a> Parser<'a> {
         }
         self.pos = scan.end;
         let part = |range: std::ops::Range<usize>| std::str::from_utf8(&text[range]).unwrap_or("");
-        let value = decimal_value(part(scan.int), part(scan.frac), scan.exp);
-        self.node(Node::Num(value))
+        let (int, frac) = (part(scan.int), part(scan.frac));
+        match decimal_value(int, frac, scan.exp) {
+            value @ Val::Q(_) => self.node(Node::Num(value)),
+            _ => self.node(Node::Literal {
+                int: int.into(),
+                frac: frac.into(),
+                exp: scan.exp,
+            }),
+        }
     }
 }

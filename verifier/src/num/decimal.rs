@@ -101,18 +101,8 @@ pub(crate) fn decimal_value(int_part: &str, frac_part: &str, exp: i64) -> Val {
     let int_trim = int_part.trim_start_matches('0');
     let frac_trim = frac_part.trim_end_matches('0');
     let digits = int_trim.len() + frac_trim.len();
-    if digits <= 36 && exp.abs() <= 36 {
-        let mut n: i128 = 0;
-        for c in int_trim.bytes().chain(frac_trim.bytes()) {
-            n = n * 10 + (c - b'0') as i128;
-        }
-        let scale = exp - frac_trim.len() as i64;
-        let ten = Rat { n: 10, d: 1 };
-        if let Some(p) = ten.powi(scale as i128) {
-            if let Some(r) = (Rat { n, d: 1 }).mul(p) {
-                return Val::Q(r);
-            }
-        }
+    if let Some(exact) = exact_decimal(int_trim, frac_trim, exp) {
+        return Val::Q(exact);
     }
     // Approximate: bounded-length text, f64 parse is linear and exact-rounded.
     let mut txt = String::with_capacity(int_part.len() + frac_part.len() + 24);
@@ -134,6 +124,24 @@ pub(crate) fn decimal_value(int_part: &str, frac_part: &str, exp: i64) -> Val {
     Val::C(Cx::real(f))
 }
 
+/// `digits * 10^(exp - fraction digits)` as an exact rational, when the digits
+/// fit in `i128` (up to 38 of them, whatever the length of the text).
+fn exact_decimal(int_digits: &str, frac_digits: &str, exp: i64) -> Option<Rat> {
+    if int_digits.len() + frac_digits.len() > 39 || exp.unsigned_abs() > 80 {
+        return None;
+    }
+    let mantissa = int_digits
+        .bytes()
+        .chain(frac_digits.bytes())
+        .try_fold(0i128, |acc, c| {
+            acc.checked_mul(10)?.checked_add(i128::from(c - b'0'))
+        })?;
+    let scale = exp - frac_digits.len() as i64;
+    Rat::int(10)?
+        .powi(i128::from(scale))?
+        .mul(Rat::int(mantissa)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +155,14 @@ mod tests {
         assert!(parse_decimal("1,000").is_none());
         assert!(parse_decimal("-").is_none());
         assert!(parse_decimal("e5").is_none());
+        // Integers that fit in i128 are exact at any written length.
+        let big = parse_decimal("1000000000000000000000000000000000001");
+        assert_eq!(
+            big,
+            Some(Val::Q(Rat {
+                n: 1_000_000_000_000_000_000_000_000_000_000_000_001,
+                d: 1
+            }))
+        );
     }
 }

@@ -11,12 +11,14 @@
 //! Owns: arithmetic on values and the rule for when two values are equal. Must
 //! not know: how answers are written (LaTeX, units, structure) or extracted.
 
+mod bigint;
 mod combinatorics;
 mod complex;
 mod decimal;
 mod rat;
 mod val;
 
+pub(crate) use bigint::BigInt;
 pub(crate) use complex::Cx;
 pub(crate) use decimal::{decimal_value, parse_decimal, scan_decimal};
 pub(crate) use rat::Rat;

@@ -78,6 +78,22 @@ impl Rat {
         self.d == 1
     }
 
+    /// Fewest decimal places that write `self` exactly (`3/4` -> 2), or `None`
+    /// when it is not a finite decimal (`1/3`).
+    pub fn decimal_places(self) -> Option<u32> {
+        let mut rest = self.d;
+        let (mut twos, mut fives) = (0u32, 0u32);
+        while rest % 2 == 0 {
+            rest /= 2;
+            twos += 1;
+        }
+        while rest % 5 == 0 {
+            rest /= 5;
+            fives += 1;
+        }
+        (rest == 1).then_some(twos.max(fives))
+    }
+
     pub fn to_f64(self) -> f64 {
         self.n as f64 / self.d as f64
     }
@@ -197,6 +213,9 @@ mod tests {
             Rat { n: 2, d: 3 }
         );
         assert!(Rat::int(2).unwrap().root(2).is_none());
+        assert_eq!(Rat::new(3, 4).unwrap().decimal_places(), Some(2));
+        assert_eq!(Rat::new(1, 3).unwrap().decimal_places(), None);
+        assert_eq!(Rat::int(7).unwrap().decimal_places(), Some(0));
     }
 
     #[test]

@@ -142,20 +142,47 @@ impl Val {
     }
 }
 
-/// Are two values equal? Exact rationals compare exactly when both are integers
-/// (no tolerance between `1000000` and `1000001`); everything else within `rel_tol`.
+/// Are two values equal? Exact integers compare exactly (no tolerance between
+/// `1000000` and `1000001`). Two other exact values are equal only when one is
+/// the other rounded (see [`rounded_equal`]); a value computed in floating
+/// point is equal within `rel_tol`.
 pub(crate) fn vals_equal(a: Val, b: Val, rel_tol: f64) -> bool {
     if let (Val::Q(x), Val::Q(y)) = (a, b) {
-        if x == y {
-            return true;
-        }
-        if x.is_int() && y.is_int() {
-            return false;
-        }
+        return x == y || rounded_equal(x, y, rel_tol);
     }
     // A value computed in floating point (cos(pi/2)) gets a tiny absolute floor.
     let approx = matches!(a, Val::C(_)) || matches!(b, Val::C(_));
     cx_close(a.cx(), b.cx(), rel_tol, approx)
+}
+
+/// Significant digits from which a written decimal is taken to be a printed
+/// float (`0.30000000000000004`) rather than a number someone chose.
+const PRINTED_FLOAT_DIGITS: i32 = 10;
+
+/// Two different exact values written as numbers are the same answer only
+/// when one is the other rounded to the places it shows, within `rel_tol`:
+/// `0.333333` for `1/3`, `0.30000000000000004` for `0.3`. Never two integers,
+/// never two fractions that are not decimals, and never two decimals that a
+/// person wrote (`1000000.5` vs `1000000.6`, `12345.67` vs `12345.68`).
+fn rounded_equal(x: Rat, y: Rat, rel_tol: f64) -> bool {
+    if x.is_int() && y.is_int() {
+        return false;
+    }
+    let places = match (x.decimal_places(), y.decimal_places()) {
+        (Some(px), Some(py)) => {
+            let (finer, finer_places) = if px >= py { (x, px) } else { (y, py) };
+            let magnitude = finer.to_f64().abs().log10().floor() as i32;
+            if finer_places as i32 + magnitude + 1 < PRINTED_FLOAT_DIGITS {
+                return false;
+            }
+            px.min(py)
+        }
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => return false,
+    };
+    let half_unit = 0.5 * 10f64.powi(-(places.min(300) as i32));
+    let diff = (x.to_f64() - y.to_f64()).abs();
+    diff < half_unit && cx_close(Cx::real(x.to_f64()), Cx::real(y.to_f64()), rel_tol, false)
 }
 
 /// Closeness of two complex values. `approx` adds a tiny absolute floor for values
@@ -184,5 +211,23 @@ mod tests {
         let big = ten.pow(Val::int(10_000_000_000));
         assert!(big.is_nan());
         assert!(!vals_equal(big, big, 1e-6));
+    }
+
+    #[test]
+    fn rounding() {
+        let q = |n, d| Val::Q(Rat::new(n, d).expect("rational"));
+        // A rounded decimal of a fraction, and a printed float.
+        assert!(vals_equal(q(333_333, 1_000_000), q(1, 3), 1e-6));
+        assert!(vals_equal(
+            q(1, 10),
+            q(10_000_000_001, 100_000_000_000),
+            1e-6
+        ));
+        // Two decimals someone wrote, two fractions, two integers.
+        assert!(!vals_equal(q(10_000_005, 10), q(10_000_006, 10), 1e-6));
+        assert!(!vals_equal(q(1_234_567, 100), q(1_234_568, 100), 1e-6));
+        assert!(!vals_equal(q(1_000_000, 3), q(1_000_001, 3), 1e-6));
+        assert!(!vals_equal(q(1_000_000, 1), q(10_000_004, 10), 1e-6));
+        assert!(!vals_equal(q(33, 100), q(1, 3), 1e-6));
     }
 }
