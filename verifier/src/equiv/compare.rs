@@ -6,7 +6,8 @@
 //! know: how text becomes a tree, or how atoms are valued.
 
 use super::atom::{compare_atoms, Atom};
-use super::structure::{simple_var, Ans, Kind};
+use super::relation::{compare_relations, rel_as_interval};
+use super::structure::{names_a_quantity, simple_var, Ans, Kind};
 use super::{combine, compact_eq, Ctx};
 use crate::expr;
 use crate::Reason;
@@ -23,12 +24,22 @@ pub(super) fn compare(pred: &Ans, gold: &Ans, cx: &Ctx) -> Option<Reason> {
             }
             equation_proportional(pred_lhs, pred_rhs, gold_lhs, gold_rhs, cx)
         }
-        (Eq(lhs, rhs), other) | (other, Eq(lhs, rhs)) => {
-            if simple_var(lhs) {
-                compare(rhs, other, cx)
-            } else {
-                None
-            }
+        // `k = 1/3`, `a + b = 7`, `x = 3 + 4 = 7` against a value: the value is
+        // the last side, except `... = 0` in variables (an equation in its
+        // usual form, not a value). A gold equation only gives way to its value
+        // when it names a quantity (`y = 2x + 3` is `2x + 3`, `|AB| = 1` is
+        // `1`, `x^2 + y^2 = 1` is not `1`).
+        (Eq(lhs, rhs), _) if !equation_form(lhs, rhs) => compare(rhs, gold, cx),
+        (Eq(..), _) => None,
+        (_, Eq(lhs, rhs)) if names_a_quantity(lhs) => compare(pred, rhs, cx),
+        (Rel(pred_sides, pred_ops), Rel(gold_sides, gold_ops)) => {
+            compare_relations(pred_sides, pred_ops, gold_sides, gold_ops, cx)
+        }
+        (Rel(sides, ops), Seq(Kind::Paren(..), _)) => {
+            compare(&rel_as_interval(sides, ops)?, gold, cx)
+        }
+        (Seq(Kind::Paren(..), _), Rel(sides, ops)) => {
+            compare(pred, &rel_as_interval(sides, ops)?, cx)
         }
         (Seq(pred_kind, pred_items), Seq(gold_kind, gold_items)) => {
             compare_seqs(*pred_kind, pred_items, *gold_kind, gold_items, cx)
@@ -45,6 +56,12 @@ pub(super) fn compare(pred: &Ans, gold: &Ans, cx: &Ctx) -> Option<Reason> {
         },
         _ => None,
     }
+}
+
+/// `5x - 7y + 11z + 4 = 0`: an equation set to zero, not a value.
+fn equation_form(lhs: &str, rhs: &Ans) -> bool {
+    let zero = matches!(rhs, Ans::Atom(a) if a.text.trim() == "0");
+    zero && !simple_var(lhs) && lhs.bytes().any(|c| c.is_ascii_alphabetic())
 }
 
 /// Tuples and intervals need the same brackets; a bare list matches a tuple
@@ -86,7 +103,7 @@ fn pairwise<T>(
     Some(reason)
 }
 
-fn compare_ordered(pred: &[Ans], gold: &[Ans], cx: &Ctx) -> Option<Reason> {
+pub(super) fn compare_ordered(pred: &[Ans], gold: &[Ans], cx: &Ctx) -> Option<Reason> {
     pairwise(pred, gold, |p, g| compare(p, g, cx))
 }
 

@@ -11,6 +11,7 @@ mod atom;
 mod choice;
 mod compare;
 mod plain_number;
+mod relation;
 mod structure;
 
 use crate::normalize::normalize;
@@ -68,6 +69,9 @@ pub(super) fn compact_eq(a: &str, b: &str) -> bool {
 
 /// Is `pred` equivalent to `gold`? `Some(reason)` with a `match_*` reason, or `None`.
 pub fn is_equivalent(pred: &str, gold: &str, cfg: &VerifierConfig) -> Option<Reason> {
+    if pred.trim().len() > cfg.max_answer_bytes || gold.trim().len() > cfg.max_answer_bytes {
+        return None; // Too long to compare: never equivalent.
+    }
     let p = normalize(pred, cfg.max_answer_bytes);
     let g = normalize(gold, cfg.max_answer_bytes);
     equivalent_normalized(&p, &g, cfg)
@@ -79,6 +83,17 @@ pub(crate) fn equivalent_normalized(p: &str, g: &str, cfg: &VerifierConfig) -> O
     }
     if compact_eq(p, g) {
         return Some(Reason::MatchExact);
+    }
+    if let Some(decimal) = decimal_comma(p) {
+        if plain_number(g) {
+            return equivalent_normalized(&decimal, g, cfg);
+        }
+    }
+    // A gold `1,22` against a predicted `1.22` (a decimal point).
+    if let Some(decimal) = decimal_comma(g) {
+        if plain_number(p) && p.contains('.') {
+            return equivalent_normalized(p, &decimal, cfg);
+        }
     }
     if let Some(gc) = choice::choice_letter(g, true) {
         if let Some(pc) = choice::choice_letter(p, false) {
@@ -92,4 +107,48 @@ pub(crate) fn equivalent_normalized(p: &str, g: &str, cfg: &VerifierConfig) -> O
     let pa = structure::parse_struct(p, 0);
     let ga = structure::parse_struct(g, 0);
     compare::compare(&pa, &ga, &cx)
+}
+
+/// A number written with a decimal comma (`1,22`, `2,74 m`): the same text
+/// with a decimal point. It is read so only against a plain number (a
+/// predicted `1,22` against `1.22`; a gold `1,22` against a predicted decimal
+/// `1.22`); against anything else (`6 and 8`) it stays a list. Groups of
+/// three, `1,234`, were already read as thousands by normalisation.
+fn decimal_comma(pred: &str) -> Option<String> {
+    let bytes = pred.as_bytes();
+    let sign = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
+    let int_end = sign
+        + bytes[sign..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+    if int_end == sign || bytes.get(int_end) != Some(&b',') {
+        return None;
+    }
+    let frac_end = int_end
+        + 1
+        + bytes[int_end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+    let rest = &pred[frac_end..];
+    if frac_end == int_end + 1 || !(rest.is_empty() || rest.starts_with(' ')) || rest.contains(',')
+    {
+        return None;
+    }
+    Some(format!("{}.{}", &pred[..int_end], &pred[int_end + 1..]))
+}
+
+/// `12`, `-1.5`, `1.5 m`: a decimal literal, possibly followed by one word.
+fn plain_number(s: &str) -> bool {
+    let mut words = s.split(' ');
+    let number = words.next().unwrap_or("");
+    let unit_ok = match (words.next(), words.next()) {
+        (None, _) => true,
+        (Some(word), None) => {
+            word.bytes().all(|c| c.is_ascii_alphabetic()) && !matches!(word, "and" | "or")
+        }
+        _ => false,
+    };
+    unit_ok && crate::num::parse_decimal(number).is_some()
 }

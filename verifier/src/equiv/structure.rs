@@ -6,6 +6,7 @@
 //! two trees compare.
 
 use super::atom::Atom;
+use super::relation::{split_relations, RelOp};
 use crate::normalize::{SET_CLOSE, SET_OPEN};
 
 /// Most items in one tuple / set / list / matrix.
@@ -31,6 +32,8 @@ pub(super) enum Ans {
     Matrix(Vec<Vec<Ans>>),
     /// `lhs = rhs`
     Eq(String, Box<Ans>),
+    /// `a < b \le c`: sides and the operators between them.
+    Rel(Vec<Ans>, Vec<RelOp>),
 }
 
 impl Ans {
@@ -132,40 +135,47 @@ fn matching_close(s: &str) -> Option<usize> {
     None
 }
 
-/// Top-level `=` that is not part of `<=`, `>=`, `!=`, `==`.
-pub(super) fn split_equation(s: &str) -> Option<(&str, &str)> {
-    let b = s.as_bytes();
+/// Top-level `=` (not part of `<=`, `>=`, `!=`, `==`): `(lhs, rhs)`. A chain
+/// `x = 3 + 4 = 7` gives its first and last sides, `(x, 7)`.
+pub(super) fn split_equation(text: &str) -> Option<(&str, &str)> {
+    let bytes = text.as_bytes();
     let mut depth = 0i32;
-    let mut found = None;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
+    let (mut first, mut last) = (None, None);
+    for (pos, &byte) in bytes.iter().enumerate() {
+        match byte {
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => depth -= 1,
             b'=' if depth == 0 => {
-                let prev = if i > 0 { b[i - 1] } else { b' ' };
-                let next = b.get(i + 1).copied().unwrap_or(b' ');
+                let prev = if pos > 0 { bytes[pos - 1] } else { b' ' };
+                let next = bytes.get(pos + 1).copied().unwrap_or(b' ');
                 if matches!(prev, b'<' | b'>' | b'!' | b'=') || next == b'=' {
                     return None;
                 }
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(i);
+                first.get_or_insert(pos);
+                last = Some(pos);
             }
             _ => {}
         }
     }
-    let i = found?;
-    let (l, r) = (s[..i].trim(), s[i + 1..].trim());
-    if l.is_empty() || r.is_empty() {
+    let (lhs, rhs) = (text[..first?].trim(), text[last? + 1..].trim());
+    if lhs.is_empty() || rhs.is_empty() {
         return None;
     }
-    Some((l, r))
+    Some((lhs, rhs))
 }
 
 /// `x`, `y_1`, `a_{n}`, `\theta`, `f(x)`.
 pub(super) fn simple_var(s: &str) -> bool {
     let s = s.trim();
+    // `(p, q)`: a tuple of variables.
+    if let Some(inner) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        if inner.contains(',') {
+            return inner.split(',').all(|v| {
+                let v = v.trim();
+                v.len() == 1 && v.bytes().all(|c| c.is_ascii_alphabetic())
+            });
+        }
+    }
     if let [f, b'(', x, b')'] = s.as_bytes() {
         return f.is_ascii_alphabetic() && x.is_ascii_alphabetic();
     }
@@ -189,6 +199,28 @@ pub(super) fn simple_var(s: &str) -> bool {
     !sub.is_empty() && sub.bytes().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// The name of a quantity rather than a formula: a variable, `f(2)`, `|AB|`,
+/// `A:B`, `\angle ABC`, `\frac{NO}{BO}`: no operator or relation outside
+/// brackets. (`x^2 + y^2` is a formula.)
+pub(super) fn names_a_quantity(s: &str) -> bool {
+    let s = s.trim();
+    if simple_var(s) {
+        return true;
+    }
+    let mut depth = 0i32;
+    for byte in s.bytes() {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b'+' | b'-' | b'*' | b'/' | b'^' | b'<' | b'>' | b'=' | b',' if depth == 0 => {
+                return false;
+            }
+            _ => {}
+        }
+    }
+    !s.is_empty() && s.bytes().any(|c| c.is_ascii_alphabetic())
+}
+
 /// Parse normalised answer text into its structure.
 pub(super) fn parse_struct(s: &str, depth: u32) -> Ans {
     let s = s.trim();
@@ -207,17 +239,33 @@ pub(super) fn parse_struct(s: &str, depth: u32) -> Ans {
         }
         return Ans::atom(s);
     }
-    if let Some(parts) = split_top(s, ",") {
-        if parts.len() <= MAX_ITEMS && parts.iter().all(|p| !p.trim().is_empty()) {
-            return Ans::Seq(Kind::Bare, flatten_items(&parts, depth));
+    for sep in [",", ";"] {
+        if let Some(parts) = split_top(s, sep) {
+            if parts.len() <= MAX_ITEMS && parts.iter().all(|p| !p.trim().is_empty()) {
+                return Ans::Seq(Kind::Bare, flatten_items(&parts, depth));
+            }
+            return Ans::atom(s);
         }
-        return Ans::atom(s);
+    }
+    // `x \approx 11` is `11`; `x = 1/3 \approx 0.33` is `x = 1/3`.
+    if let Some(parts) = split_top(s, "\\approx") {
+        if let [before, after] = parts.as_slice() {
+            let kept = if simple_var(before) { after } else { before };
+            return parse_struct(kept, depth + 1);
+        }
     }
     if let Some(list) = parse_word_list(s, depth) {
         return list;
     }
     if let Some((lhs, rhs)) = split_equation(s) {
         return Ans::Eq(lhs.to_string(), Box::new(parse_struct(rhs, depth + 1)));
+    }
+    if let Some((sides, ops)) = split_relations(s) {
+        let sides = sides
+            .iter()
+            .map(|side| parse_struct(side, depth + 1))
+            .collect();
+        return Ans::Rel(sides, ops);
     }
     parse_bracketed(s, depth)
         .or_else(|| parse_set(s, depth))
@@ -248,7 +296,8 @@ fn parse_bracketed(s: &str, depth: u32) -> Option<Ans> {
     {
         return None;
     }
-    let parts = split_top(&s[1..s.len() - 1], ",")?;
+    let inner = &s[1..s.len() - 1];
+    let parts = split_top(inner, ",").or_else(|| split_top(inner, ";"))?;
     if parts.len() > MAX_ITEMS || parts.iter().any(|p| p.trim().is_empty()) {
         return None;
     }
@@ -324,6 +373,16 @@ fn flatten_items(parts: &[&str], depth: u32) -> Vec<Ans> {
 }
 
 fn parse_matrix(s: &str, depth: u32) -> Option<Ans> {
+    // `\left[\begin{array}{cc} ... \end{array}\right]` (the `\left` is gone).
+    let bracketed = s.len() >= 2
+        && matches!(s.as_bytes()[0], b'[' | b'(')
+        && matches!(s.as_bytes()[s.len() - 1], b']' | b')')
+        && s[1..].trim_start().starts_with("\\begin{");
+    let s = if bracketed {
+        s[1..s.len() - 1].trim()
+    } else {
+        s
+    };
     let rest = s.strip_prefix("\\begin{")?;
     let close = rest.find('}')?;
     let env = &rest[..close];
@@ -379,6 +438,14 @@ mod tests {
             parse_struct("x \\in [-2,7]", 0),
             Ans::Seq(Kind::Paren(b'[', b']'), _)
         ));
+        assert!(matches!(parse_struct("x = 3 + 4 = 7", 0), Ans::Eq(l, _) if l == "x"));
+        match parse_struct("1 < x \\le 3", 0) {
+            Ans::Rel(sides, ops) => {
+                assert_eq!(sides.len(), 3);
+                assert_eq!(ops, vec![RelOp::Lt, RelOp::Le]);
+            }
+            other => panic!("{other:?}"),
+        }
         match parse_struct("3 \\pm 2\\sqrt2", 0) {
             Ans::Seq(Kind::Bare, v) => assert_eq!(v.len(), 2),
             other => panic!("{other:?}"),

@@ -60,6 +60,15 @@ const DROP: &[&str] = &[
     "phantom",
 ];
 
+/// Units that may follow a number inside `\text{}` / `\mathrm{}` / `\mbox{}`
+/// and that the unit-word stripping after normalisation would not recognise
+/// (it leaves single letters alone: `2 x` is not `2`).
+const UNITS: &[&str] = &["m", "g", "s", "h", "L", "l", "mL", "ms", "kL", "dL", "cL"];
+
+fn is_unit(word: &str) -> bool {
+    UNITS.contains(&word)
+}
+
 /// Rewrite `src` into `out` (see the module comment). Linear in `src`.
 pub(super) fn rewrite(src: &str, out: &mut String) {
     let mut pass = Pass {
@@ -87,6 +96,13 @@ impl Pass<'_> {
             let byte = self.bytes[self.pos];
             match byte {
                 b'\\' => self.backslash(),
+                b'{' if self.bytes[self.pos..].starts_with(b"{,}") => {
+                    // `1{,}000`: a thousands separator; `1{,}5`: a decimal comma.
+                    if !self.before_group_of_three(self.pos + 3) {
+                        self.out.push(',');
+                    }
+                    self.pos += 3;
+                }
                 b'{' => {
                     self.closers.push(false);
                     self.out.push('{');
@@ -104,6 +120,14 @@ impl Pass<'_> {
                     self.pos += 1;
                 }
                 b',' => self.comma(),
+                b'<' | b'>' | b'!' if self.bytes.get(self.pos + 1) == Some(&b'=') => {
+                    self.out.push_str(match byte {
+                        b'<' => "\\le ",
+                        b'>' => "\\ge ",
+                        _ => "\\ne ",
+                    });
+                    self.pos += 2;
+                }
                 _ if byte.is_ascii() => {
                     self.out.push(byte as char);
                     self.pos += 1;
@@ -163,7 +187,7 @@ impl Pass<'_> {
             while brace < self.bytes.len() && self.bytes[brace] == b' ' {
                 brace += 1;
             }
-            if self.bytes.get(brace) == Some(&b'{') {
+            if self.bytes.get(brace) == Some(&b'{') && !self.skip_unit_argument(brace) {
                 self.closers.push(true);
                 self.pos = brace + 1;
             }
@@ -201,8 +225,8 @@ impl Pass<'_> {
         let written = match name {
             "dfrac" | "tfrac" | "cfrac" => return Some("\\frac"),
             "dbinom" | "tbinom" => return Some("\\binom"),
-            "leq" | "le" | "leqslant" => return Some("\\le"),
-            "geq" | "ge" | "geqslant" => return Some("\\ge"),
+            "leq" | "le" | "leqslant" | "leqq" => return Some("\\le"),
+            "geq" | "ge" | "geqslant" | "geqq" => return Some("\\ge"),
             "neq" | "ne" => return Some("\\ne"),
             "dots" | "ldots" | "cdots" => return Some("\\dots"),
             "infin" => return Some("\\infty"),
@@ -213,6 +237,8 @@ impl Pass<'_> {
             }
             "cdot" | "times" | "ast" | "bullet" => "*",
             "div" => "/",
+            "lt" => "<",
+            "gt" => ">",
             "quad" | "qquad" | "enspace" | "thinspace" | "medspace" | "thickspace" | "space"
             | "hfill" => " ",
             "lvert" | "rvert" | "vert" => "|",
@@ -229,6 +255,42 @@ impl Pass<'_> {
         };
         self.out.push_str(written);
         None
+    }
+
+    /// `5\,\text{m}`, `3 \mathrm{kg}^2`: a unit (even one letter) written as
+    /// text right after a number is dropped with its power. `brace` is the `{`.
+    fn skip_unit_argument(&mut self, brace: usize) -> bool {
+        let after_number = self
+            .out
+            .trim_end()
+            .ends_with(|c: char| c.is_ascii_digit() || c == '}');
+        if !after_number {
+            return false;
+        }
+        let Some(len) = self.bytes[brace + 1..].iter().position(|&c| c == b'}') else {
+            return false;
+        };
+        let word = self.src[brace + 1..brace + 1 + len].trim();
+        if !is_unit(word) {
+            return false;
+        }
+        self.pos = brace + len + 2;
+        for power in ["^2", "^3", "^{2}", "^{3}"] {
+            if self.bytes[self.pos..].starts_with(power.as_bytes()) {
+                self.pos += power.len();
+                break;
+            }
+        }
+        true
+    }
+
+    /// Is a group of exactly three digits at `at` (then no further digit)?
+    fn before_group_of_three(&self, at: usize) -> bool {
+        let digits = self.bytes[at.min(self.bytes.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        digits == 3 && self.out.ends_with(|c: char| c.is_ascii_digit())
     }
 
     /// `30^\circ`, `30^{\circ}`: the degree sign and its superscript go.
@@ -280,8 +342,8 @@ impl Pass<'_> {
             '∞' => self.out.push_str("\\infty"),
             '°' => {}
             '∪' => self.out.push_str("\\cup "),
-            '≤' => self.out.push_str("\\le "),
-            '≥' => self.out.push_str("\\ge "),
+            '≤' | '≦' | '⩽' => self.out.push_str("\\le "),
+            '≥' | '≧' | '⩾' => self.out.push_str("\\ge "),
             '≠' => self.out.push_str("\\ne "),
             '\u{a0}' | '\u{2009}' | '\u{202f}' | '\u{2002}' | '\u{2003}' | '\u{200b}' => {
                 self.out.push(' ')

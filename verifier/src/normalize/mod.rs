@@ -10,6 +10,7 @@ mod latex;
 mod thousands;
 mod units;
 
+pub(crate) use thousands::remove_thousands;
 pub(crate) use units::strip_units;
 
 /// Marker characters for `\{` and `\}` (set braces) after normalisation, so that
@@ -66,11 +67,38 @@ fn strip_outer(mut s: &str) -> &str {
             }
         }
         s = s.trim_matches('*');
+        // `{1,2,3}`: grouping braces around the whole answer.
+        if s.len() > 2 && s.starts_with('{') && group_end(s) == Some(s.len() - 1) {
+            s = &s[1..s.len() - 1];
+        }
         if s.len() == before {
             break;
         }
     }
     s
+}
+
+/// Offset of the `}` closing the `{` at the start of `s` (escaped `\{` `\}`
+/// skipped).
+fn group_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut depth = 0usize;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b'\\' => pos += 1,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(pos);
+                }
+            }
+            _ => {}
+        }
+        pos += 1;
+    }
+    None
 }
 
 /// Normalise an answer string. Linear in its length (which the caller caps).
@@ -140,5 +168,11 @@ mod tests {
         assert_eq!(n("864 \\mbox{ inches}^2"), "864 inches^2");
         assert_eq!(n("\\cot x"), "\\cot x");
         assert_eq!(n("\\pi r"), "\\pi r");
+        assert_eq!(n("{1,2,3}"), "1,2,3");
+        assert_eq!(n("{x}^2"), "{x}^2");
+        assert_eq!(n("x <= 2"), "x \\le 2");
+        assert_eq!(n("1{,}000"), "1000");
+        assert_eq!(n("0,111"), "0,111");
+        assert_eq!(n("3\\,\\mathrm{m}"), "3");
     }
 }

@@ -5,7 +5,7 @@
 
 /// `1,234,567.5` -> `1234567.5` (also `1 234 567`) when the whole string is
 /// such a number.
-pub(super) fn remove_thousands(s: &str) -> Option<String> {
+pub(crate) fn remove_thousands(s: &str) -> Option<String> {
     remove_separators(s, b',').or_else(|| remove_separators(s, b' '))
 }
 
@@ -20,7 +20,8 @@ fn remove_separators(text: &str, sep: u8) -> Option<String> {
         pos += 1;
     }
     let lead = pos - first;
-    if lead == 0 || lead > 3 || pos >= bytes.len() || bytes[pos] != sep {
+    // A grouped number never starts with 0 (`0,111` is a decimal comma).
+    if lead == 0 || lead > 3 || bytes[first] == b'0' || pos >= bytes.len() || bytes[pos] != sep {
         return None;
     }
     let mut groups = 0;
