@@ -1,7 +1,8 @@
 //! `rlvr-verifier`: the reward of RL with verifiable rewards for math answers.
 //!
 //! * [`extract_answer`] finds the final answer of a completion (last `\boxed{}` /
-//!   `\fbox{}`, GSM8K `#### N`, "the answer is ...", optional last number).
+//!   `\fbox{}`, GSM8K `#### N`, "the answer is ..." in several languages, and
+//!   optionally the last LaTeX environment, plain expression or number).
 //! * [`extract_gold`] reads the reference answer from GSM8K / MATH fields.
 //! * [`is_equivalent`] decides equivalence (numbers, fractions, units, percent,
 //!   tuples, intervals, sets, matrices, equations, expressions, choices).
@@ -29,6 +30,7 @@ mod num;
 pub use bench::{bench_gsm8k_style, bench_with_threads, gsm8k_style_corpus, BenchReport};
 pub use equiv::is_equivalent;
 pub use error::VerifierError;
+use extract::locate_answer;
 pub use extract::{extract_answer, extract_gold};
 pub use jsonl::{
     accuracy_report, accuracy_report_from_readers, gold_from_record, verify_jsonl, AccuracyReport,
@@ -41,7 +43,8 @@ pub use jsonl::{
 pub struct VerifierConfig {
     /// Relative tolerance for non-integer numeric comparison (integers compare exactly).
     pub rel_tol: f64,
-    /// Use the last number of the completion when no explicit answer is marked.
+    /// When no answer is marked (box, `####`, answer phrase), take an unmarked
+    /// one: the last LaTeX environment or plain expression, else the last number.
     pub last_number_fallback: bool,
     /// Recognise "the (final) answer is X" / "Answer: X".
     pub answer_phrase: bool,
@@ -52,7 +55,8 @@ pub struct VerifierConfig {
     pub boxed_bonus: f64,
     /// Only the last this-many bytes of a completion are searched.
     pub max_completion_bytes: usize,
-    /// Answers (predicted or gold) longer than this are cut to this length.
+    /// Answers (predicted or gold) longer than this are not compared: they are
+    /// graded `unverifiable` (never correct).
     pub max_answer_bytes: usize,
 }
 
@@ -109,9 +113,17 @@ impl VerifierConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtractMethod {
+    /// The last `\boxed{}` / `\fbox{}`.
     Boxed,
+    /// GSM8K's `#### N`.
     Hash,
+    /// A final-answer phrase ("the answer is", "Answer:", "La respuesta es", ...).
     AnswerIs,
+    /// The last LaTeX environment (`$…$`, `$$…$$`, `\(…\)`, `\[…\]`), unmarked.
+    Latex,
+    /// The last plain expression (`10/9`, `x <= 2`, `2^{10}`), unmarked.
+    LastExpression,
+    /// The last number, unmarked.
     LastNumber,
 }
 
@@ -121,6 +133,8 @@ impl ExtractMethod {
             ExtractMethod::Boxed => "boxed",
             ExtractMethod::Hash => "hash",
             ExtractMethod::AnswerIs => "answer_is",
+            ExtractMethod::Latex => "latex",
+            ExtractMethod::LastExpression => "last_expression",
             ExtractMethod::LastNumber => "last_number",
         }
     }
@@ -151,6 +165,9 @@ pub enum Reason {
     MatchSymbolic,
     /// Same multiple-choice letter.
     MatchChoice,
+    /// The answer (or the gold answer) is too long to compare, or may be the
+    /// tail of a longer one cut off with the completion: never correct.
+    Unverifiable,
     /// The grader hit an internal error (never expected; graded incorrect).
     InternalError,
 }
@@ -165,6 +182,7 @@ impl Reason {
             Reason::MatchNumeric => "match_numeric",
             Reason::MatchSymbolic => "match_symbolic",
             Reason::MatchChoice => "match_choice",
+            Reason::Unverifiable => "unverifiable",
             Reason::InternalError => "internal_error",
         }
     }
@@ -222,19 +240,25 @@ pub struct Grade {
     pub reason: Reason,
 }
 
+/// Was the answer marked by the writer (a box, `####`, an answer phrase)?
+fn marked(method: ExtractMethod) -> bool {
+    matches!(
+        method,
+        ExtractMethod::Boxed | ExtractMethod::Hash | ExtractMethod::AnswerIs
+    )
+}
+
 fn reward(correct: bool, method: Option<ExtractMethod>, cfg: &VerifierConfig) -> f64 {
     match (correct, method) {
         (true, Some(ExtractMethod::Boxed)) => 1.0 + cfg.boxed_bonus,
         (true, _) => 1.0,
-        (false, Some(ExtractMethod::LastNumber)) | (false, None) => 0.0,
-        (false, Some(_)) => cfg.format_reward.unwrap_or(0.0),
+        (false, Some(m)) if marked(m) => cfg.format_reward.unwrap_or(0.0),
+        (false, _) => 0.0,
     }
 }
 
 fn grade_inner(completion: &str, gold: &str, cfg: &VerifierConfig) -> Grade {
-    let gold_norm = normalize::normalize(gold, cfg.max_answer_bytes);
-    let ext = extract_answer(completion, cfg);
-    let Some(ext) = ext else {
+    let Some(located) = locate_answer(completion, cfg) else {
         return Grade {
             reward: 0.0,
             correct: false,
@@ -243,25 +267,33 @@ fn grade_inner(completion: &str, gold: &str, cfg: &VerifierConfig) -> Grade {
             reason: Reason::NoAnswerFound,
         };
     };
-    if gold_norm.is_empty() {
-        return Grade {
-            reward: 0.0,
-            correct: false,
-            extracted: Some(ext.answer),
-            method: Some(ext.method),
-            reason: Reason::NoGold,
-        };
-    }
-    let pred_norm = normalize::normalize(&ext.answer, cfg.max_answer_bytes);
-    let verdict = equiv::equivalent_normalized(&pred_norm, &gold_norm, cfg);
-    let correct = verdict.is_some();
+    let ext = located.extracted;
+    let reason = judge(&ext.answer, located.at_cut, gold, cfg);
+    let correct = reason.is_match();
     Grade {
-        reward: reward(correct, Some(ext.method), cfg),
+        reward: if reason == Reason::NoGold {
+            0.0
+        } else {
+            reward(correct, Some(ext.method), cfg)
+        },
         correct,
         extracted: Some(ext.answer),
         method: Some(ext.method),
-        reason: verdict.unwrap_or(Reason::Mismatch),
+        reason,
     }
+}
+
+/// The reason for an extracted answer against the gold answer.
+fn judge(answer: &str, at_cut: bool, gold: &str, cfg: &VerifierConfig) -> Reason {
+    let gold_norm = normalize::normalize(gold, cfg.max_answer_bytes);
+    if gold_norm.is_empty() {
+        return Reason::NoGold;
+    }
+    if at_cut || answer.len() > cfg.max_answer_bytes || gold.trim().len() > cfg.max_answer_bytes {
+        return Reason::Unverifiable;
+    }
+    let pred_norm = normalize::normalize(answer, cfg.max_answer_bytes);
+    equiv::equivalent_normalized(&pred_norm, &gold_norm, cfg).unwrap_or(Reason::Mismatch)
 }
 
 /// Grade a completion against a gold answer (already extracted: `18`, `\frac{1}{2}`).

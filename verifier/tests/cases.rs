@@ -324,6 +324,61 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("√3/2", "\\frac{\\sqrt{3}}{2}", true),
     ("2/\\sqrt{3}", "\\frac{2\\sqrt3}{3}", true),
     ("0.7071", "\\frac{\\sqrt2}{2}", false),
+    // relations
+    ("x \\le 2", "2 \\ge x", true),
+    ("x <= 2", "x \\leq 2", true),
+    ("x ≤ 2", "x \\leqslant 2", true),
+    ("x < 2", "x \\le 2", false),
+    ("x \\neq 2", "x != 2", true),
+    ("x > 4", "x > 5", false),
+    ("x \\le 2", "(-\\infty, 2]", true),
+    ("x > 3", "(3, \\infty)", true),
+    ("x > 3", "[3, \\infty)", false),
+    ("1 < x \\le 3", "(1, 3]", true),
+    ("3 > x > 1", "1 < x < 3", true),
+    ("-2 \\le x \\le 7", "x \\in [-2, 7]", true),
+    // exact integers at any length
+    (
+        "1000000000000000000000000000000000000",
+        "1000000000000000000000000000000000001",
+        false,
+    ),
+    ("10^{36}", "1000000000000000000000000000000000000", true),
+    ("10^{36}", "1000000000000000000000000000000000001", false),
+    ("10^{40}", "10^{40}+1", false),
+    ("10^{40}", "1e40", true),
+    ("2^{100}", "1267650600228229401496703205376", true),
+    ("2^{100}", "1267650600228229401496703205377", false),
+    ("30!", "265252859812191058636308480000000", true),
+    // rounding: a decimal that rounds the other value, not two chosen decimals
+    ("1000000.5", "1000000.6", false),
+    ("12345.67", "12345.68", false),
+    ("0.30000000000000004", "0.3", true),
+    ("0.333333", "\\frac{1}{3}", true),
+    ("1000000", "1000000.4", false),
+    // thousands separators and decimal commas
+    ("1{,}000", "1000", true),
+    ("1\\,000", "1000", true),
+    ("1\u{202f}000", "1000", true),
+    ("1,22", "1.22", true),
+    ("0,111", "0.111", true),
+    ("2,74 $", "2.74", true),
+    ("6,8", "6 \\text{ and } 8", true),
+    // units, names, grouping braces, \approx
+    ("3\\,\\mathrm{m}", "3", true),
+    ("5\\text{ cm}", "5", true),
+    ("{1,2,3}", "3, 2, 1", true),
+    ("(3,2)", "(p,q) = (3,2)", true),
+    ("5", "|AB| = 5", true),
+    ("11 : 21", "V_1 : V_2 = 11 : 21", true),
+    ("0", "5x - 7y + 11z + 4 = 0", false),
+    ("x \\approx 11", "11", true),
+    ("-12; -11; -10", "\\{-10, -11, -12\\}", true),
+    (
+        "\\left[\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}\\right]",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        true,
+    ),
     // garbage and edge cases never match
     ("", "5", false),
     ("5", "", false),
@@ -368,6 +423,53 @@ fn equivalence_table() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// (predicted answer, gold answer, equivalent?) where the direction matters:
+/// a predicted equation stands for its value, a gold equation only when its
+/// left side names a quantity.
+const EQUIV_DIRECTED: &[(&str, &str, bool)] = &[
+    ("a + b = 7", "7", true),
+    ("3 + 4 = 7", "7", true),
+    ("x = 3 + 4 = 7", "7", true),
+    ("7", "a + b = 7", false),
+    ("5x - 7y + 11z + 4 = 0", "0", false),
+    ("x^2 + y^2 = 1", "1", true),
+    ("1", "x^2 + y^2 = 1", false),
+];
+
+#[test]
+fn directed_equivalence_table() {
+    let cfg = VerifierConfig::default();
+    for &(pred, gold, expected) in EQUIV_DIRECTED {
+        let got = is_equivalent(pred, gold, &cfg);
+        assert_eq!(got.is_some(), expected, "{pred:?} vs {gold:?}: {got:?}");
+    }
+}
+
+/// Answers longer than `max_answer_bytes`, and answers that may be the tail
+/// of a number cut off with a too-long completion, are never correct.
+#[test]
+fn too_long_answers_are_unverifiable() {
+    let cfg = VerifierConfig::default();
+    let a = "7".repeat(1_000_000);
+    let b = "7".repeat(999_999) + "8";
+    for (completion, gold) in [
+        (a.clone(), b.clone()),
+        (format!("#### {a}"), b.clone()),
+        (format!("\\boxed{{{a}}}"), b.clone()),
+        (format!("\\boxed{{{a}}}"), a.clone()),
+        (
+            format!("The answer is {}.", "9".repeat(2000)),
+            "9".repeat(2000),
+        ),
+    ] {
+        let g = grade(&completion, &gold, &cfg);
+        assert!(!g.correct, "{:?}", g.reason);
+        assert_eq!(g.reason, Reason::Unverifiable);
+    }
+    assert_eq!(is_equivalent(&a, &a, &cfg), None);
+    assert_eq!(Reason::Unverifiable.as_str(), "unverifiable");
 }
 
 /// Equivalence is a symmetric relation on these cases.
@@ -457,6 +559,66 @@ const EXTRACT: &[(&str, Option<&str>, Option<ExtractMethod>)] = &[
         "about 3.75 hours",
         Some("3.75"),
         Some(ExtractMethod::LastNumber),
+    ),
+    // unmarked answers: the last LaTeX environment or plain expression
+    (
+        "Thus $x <= 2$ is our answer.",
+        Some("x <= 2"),
+        Some(ExtractMethod::Latex),
+    ),
+    (
+        "The interval is $[0,1)$.",
+        Some("[0,1)"),
+        Some(ExtractMethod::Latex),
+    ),
+    (
+        "so it is 10/9.",
+        Some("10/9"),
+        Some(ExtractMethod::LastExpression),
+    ),
+    (
+        "\\frac{10}{9}",
+        Some("\\frac{10}{9}"),
+        Some(ExtractMethod::LastExpression),
+    ),
+    (
+        "We get $x = 3$, so x + 2 = 5.",
+        Some("x + 2 = 5"),
+        Some(ExtractMethod::LastExpression),
+    ),
+    (
+        "about 1 000 people",
+        Some("1000"),
+        Some(ExtractMethod::LastNumber),
+    ),
+    (
+        "She earns 3 + 4 = <<3+4=7>>7 dollars.",
+        Some("7"),
+        Some(ExtractMethod::LastNumber),
+    ),
+    ("The code is AZYUK2A.", None, None),
+    // phrases in other languages, phrases after the box, listed boxes
+    (
+        "La respuesta es 18.",
+        Some("18"),
+        Some(ExtractMethod::AnswerIs),
+    ),
+    ("Ответ: 42", Some("42"), Some(ExtractMethod::AnswerIs)),
+    ("所以答案是 18。", Some("18"), Some(ExtractMethod::AnswerIs)),
+    (
+        "\\boxed{1} and \\boxed{2}",
+        Some("1, 2"),
+        Some(ExtractMethod::Boxed),
+    ),
+    (
+        "Partial $\\boxed{255}$. Final Answer: The final answer is $10,455$.",
+        Some("10,455"),
+        Some(ExtractMethod::AnswerIs),
+    ),
+    (
+        "Final Answer: The volume of the box is 120. I hope it is correct.",
+        Some("120"),
+        Some(ExtractMethod::AnswerIs),
     ),
     ("I cannot solve this.", None, None),
     ("", None, None),
@@ -560,6 +722,10 @@ fn rewards_and_reasons() {
     assert_eq!(grade("#### 18", "18", &shaped).reward, 1.0);
     assert_eq!(grade("\\boxed{17}", "18", &shaped).reward, 0.1);
     assert_eq!(grade("so 17", "18", &shaped).reward, 0.0);
+    // Unmarked answers (a LaTeX environment, an expression) get no format reward.
+    assert_eq!(grade("so it is $17$", "18", &shaped).reward, 0.0);
+    assert_eq!(grade("so it is 3 + 14 = 17", "18", &shaped).reward, 0.0);
+    assert_eq!(grade("The answer is 17.", "18", &shaped).reward, 0.1);
 
     let tight = VerifierConfig {
         rel_tol: 1e-3,
@@ -593,6 +759,15 @@ fn serde_names() {
     assert_eq!(
         serde_json::to_value(ExtractMethod::AnswerIs).unwrap(),
         "answer_is"
+    );
+    assert_eq!(serde_json::to_value(ExtractMethod::Latex).unwrap(), "latex");
+    assert_eq!(
+        serde_json::to_value(ExtractMethod::LastExpression).unwrap(),
+        "last_expression"
+    );
+    assert_eq!(
+        serde_json::to_value(Reason::Unverifiable).unwrap(),
+        "unverifiable"
     );
 }
 

@@ -1,5 +1,6 @@
-//! The last number of a text (the fallback when no answer is marked):
-//! `1,080`, `-3.5`, `.5`, `3/4`.
+//! The last number of a text (the last resort when no answer is marked and
+//! no expression was found): `1,080`, `-3.5`, `.5`, `3/4`; digits inside a
+//! word (`AZYUK2A`) are not a number.
 //!
 //! Owns: what a number token looks like in prose. Must not know: phrases,
 //! boxes, or what the answer means.
@@ -7,7 +8,26 @@
 /// The last number in the text: `1,080`, `-3.5`, `.5`, `3/4`. Commas removed.
 pub(super) fn last_number(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let last = bytes.iter().rposition(u8::is_ascii_digit)?;
+    let mut limit = bytes.len();
+    loop {
+        let last = bytes[..limit].iter().rposition(u8::is_ascii_digit)?;
+        // A digit glued to letters (`AZYUK2A`, `x2`) is part of a word.
+        let word_start = last
+            - bytes[..last]
+                .iter()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+        if !bytes[word_start..=last].iter().any(u8::is_ascii_alphabetic) {
+            return Some(number_ending_at(text, last));
+        }
+        limit = word_start;
+    }
+}
+
+/// The number whose last digit is at `last`.
+fn number_ending_at(text: &str, last: usize) -> String {
+    let bytes = text.as_bytes();
     let end = last + 1;
     // Walk left over digits, thousands commas (exactly three digits after) and
     // one decimal point.
@@ -65,7 +85,7 @@ pub(super) fn last_number(text: &str) -> Option<String> {
             token.insert(0, '-');
         }
     }
-    Some(token)
+    token
 }
 
 #[cfg(test)]
@@ -81,5 +101,8 @@ mod tests {
         assert_eq!(last_number("values 3,4"), Some("4".into()));
         assert_eq!(last_number("about .5"), Some(".5".into()));
         assert_eq!(last_number("none"), None);
+        assert_eq!(last_number("code AZYUK2A"), None);
+        assert_eq!(last_number("5 then x2"), Some("5".into()));
+        assert_eq!(last_number("a 5cm pole"), Some("5".into()));
     }
 }

@@ -1,74 +1,232 @@
 //! Answers announced in prose: "the (final) answer is X", "Answer: X",
-//! "**Final Answer:** X", cut at the end of the sentence or math span.
+//! "**Final Answer:** X", and the same in the languages math datasets use
+//! ("La respuesta es X", "Die Antwort ist X", "Ответ: X", "答案是 X", ...), cut
+//! at the end of the sentence or math span.
 //!
-//! Owns: the phrase grammar and the prose that is not an answer. Must not
-//! know: boxes, numbers' syntax, or what the answer means.
+//! Owns: the phrase vocabulary and grammar, and the prose that is not an
+//! answer. Must not know: boxes, numbers' syntax, or what the answer means.
 
+use super::latex::find_closer;
 use super::MAX_TRIES;
 
 /// Longest answer taken from an "answer is ..." phrase.
 const MAX_PHRASE_ANSWER: usize = 300;
 
-/// Last case-insensitive occurrence of an ASCII needle.
-fn rfind_ci(hay: &str, needle: &str) -> Option<usize> {
-    let h = hay.as_bytes();
-    let n = needle.as_bytes();
-    if n.is_empty() || h.len() < n.len() {
-        return None;
-    }
-    (0..=h.len() - n.len())
-        .rev()
-        .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
-}
+/// Non-ASCII words for "answer" (with the case forms they are written in)
+/// that need a connector.
+const OTHER_WORDS: &[&str] = &[
+    "réponse",
+    "Réponse",
+    "RÉPONSE",
+    "ответ",
+    "Ответ",
+    "ОТВЕТ",
+    "odpowiedź",
+    "Odpowiedź",
+    "đáp án",
+    "Đáp án",
+    "ĐÁP ÁN",
+];
 
-fn strip_ci_prefix<'a>(s: &'a str, p: &str) -> Option<&'a str> {
-    let b = s.as_bytes();
-    if b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p.as_bytes()) {
-        Some(&s[p.len()..])
-    } else {
-        None
-    }
-}
+/// Phrases that carry their own connector (scripts without case or spaces).
+const OTHER_PHRASES: &[&str] = &[
+    "答案是",
+    "答案为",
+    "答案為",
+    "答案：",
+    "答案:",
+    "答えは",
+    "答え：",
+    "答え:",
+    "解答：",
+    "答：",
+    "정답은",
+    "답은",
+    "정답:",
+    "답:",
+    "উত্তর:",
+    "উত্তর হল",
+    "คำตอบคือ",
+    "คำตอบ:",
+    "సమాధానం:",
+    "उत्तर:",
+    "उत्तर है",
+];
 
-/// "The (final) answer is X", "Answer: X", "**Final Answer:** X".
+/// What joins an answer word to its answer ("is" and its translations, `:`).
+const CONNECTORS: &[&str] = &[
+    ":",
+    "：",
+    "=",
+    "is",
+    "would be",
+    "will be",
+    "should be",
+    "equals",
+    "es",
+    "est",
+    "ist",
+    "è",
+    "é",
+    "ni",
+    "equivale a",
+    "равен",
+    "равно",
+    "—",
+];
+
+/// The answer of the last "answer" phrase: `"The answer is $18$."` -> `18`.
 pub(super) fn answer_phrase(text: &str) -> Option<&str> {
-    let mut end = text.len();
-    for _ in 0..MAX_TRIES * 2 {
-        let pos = rfind_ci(&text[..end], "answer")?;
-        end = pos;
-        // Not the tail of a longer word ("answered" is fine to skip below).
-        if pos > 0 && text.as_bytes()[pos - 1].is_ascii_alphabetic() {
+    let ascii = last_ascii_phrase(text);
+    let other = if text.is_ascii() {
+        None
+    } else {
+        last_other_phrase(text)
+    };
+    match (ascii, other) {
+        (Some((a, pos_a)), Some((b, pos_b))) => Some(if pos_b > pos_a { b } else { a }),
+        (found, None) | (None, found) => found.map(|(answer, _)| answer),
+    }
+}
+
+/// The last ASCII answer word with a connector and an answer after it, found
+/// in one backward pass over the text: `(answer, position of the word)`.
+fn last_ascii_phrase(text: &str) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    let mut candidates = 0;
+    for pos in (0..bytes.len()).rev() {
+        if !FIRST_LETTERS[usize::from(bytes[pos])] {
             continue;
         }
-        let after = text[pos + 6..].trim_start_matches([' ', '*', '_']);
-        let rest = if let Some(after_marker) = after.strip_prefix(':') {
-            after_marker
-        } else if let Some(after_marker) = after.strip_prefix('=') {
-            after_marker
-        } else {
-            let mut hit = None;
-            for p in ["is", "would be", "will be", "should be", "equals"] {
-                if let Some(after_marker) = strip_ci_prefix(after, p) {
-                    if !after_marker
-                        .as_bytes()
-                        .first()
-                        .is_some_and(|c| c.is_ascii_alphanumeric())
-                    {
-                        hit = Some(after_marker);
-                        break;
-                    }
-                }
+        let second = bytes.get(pos + 1).map(u8::to_ascii_lowercase);
+        for word in ascii_words_from(bytes[pos]) {
+            if second != word.as_bytes().get(1).copied() {
+                continue;
             }
-            match hit {
-                Some(after_marker) => after_marker,
-                None => continue,
+            let end = pos + word.len();
+            if end > bytes.len()
+                || !bytes[pos..end].eq_ignore_ascii_case(word.as_bytes())
+                || !is_whole_word(bytes, pos, end)
+            {
+                continue;
             }
-        };
-        if let Some(a) = phrase_span(rest) {
-            return Some(a);
+            candidates += 1;
+            if let Some(answer) = after_word(text, pos, end) {
+                return Some((answer, pos));
+            }
+            if candidates >= MAX_TRIES * 2 {
+                return None;
+            }
         }
     }
     None
+}
+
+/// The first letters (either case) of the ASCII words for "answer".
+const FIRST_LETTERS: [bool; 256] = {
+    let mut table = [false; 256];
+    let letters = b"arjcsoARJCSO";
+    let mut k = 0;
+    while k < letters.len() {
+        table[letters[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
+
+/// ASCII words for "answer" starting with `first` (matched case-insensitively,
+/// as whole words); they need a connector after them (see [`CONNECTORS`]).
+fn ascii_words_from(first: u8) -> &'static [&'static str] {
+    match first.to_ascii_lowercase() {
+        b'a' => &["answer", "antwort", "antwoord"],
+        b'r' => &["respuesta", "reponse", "risposta", "resposta"],
+        b'j' => &["jibu", "jawaban"],
+        b'c' => &["cevap"],
+        b's' => &["svar"],
+        b'o' => &["odpowiedz"],
+        _ => &[],
+    }
+}
+
+/// The last non-ASCII answer word or phrase with an answer after it.
+fn last_other_phrase(text: &str) -> Option<(&str, usize)> {
+    let mut best = None;
+    for word in OTHER_WORDS {
+        for (pos, _) in text.rmatch_indices(word).take(MAX_TRIES) {
+            let end = pos + word.len();
+            let whole = !text[..pos]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphabetic)
+                && !text[end..].chars().next().is_some_and(char::is_alphabetic);
+            if whole {
+                keep_later(&mut best, pos, after_word(text, pos, end));
+            }
+        }
+    }
+    for phrase in OTHER_PHRASES {
+        for (pos, _) in text.rmatch_indices(phrase).take(MAX_TRIES) {
+            let rest = &text[pos + phrase.len()..];
+            let answer = phrase_span(rest.trim_start_matches([' ', '*', ':', '：']));
+            keep_later(&mut best, pos, answer);
+        }
+    }
+    best
+}
+
+fn keep_later<'a>(best: &mut Option<(&'a str, usize)>, pos: usize, answer: Option<&'a str>) {
+    if let Some(answer) = answer {
+        if best.is_none_or(|(_, known)| pos > known) {
+            *best = Some((answer, pos));
+        }
+    }
+}
+
+fn is_whole_word(bytes: &[u8], start: usize, end: usize) -> bool {
+    let before = start.checked_sub(1).map(|k| bytes[k]);
+    let after = bytes.get(end).copied();
+    !before.is_some_and(|c| c.is_ascii_alphabetic())
+        && !after.is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// The answer after the word at `start..end`, when a connector follows it
+/// ("answer is", "Answer:", or a line break after "Final Answer").
+fn after_word(text: &str, start: usize, end: usize) -> Option<&str> {
+    let after = text[end..].trim_start_matches([' ', '*', '_', '\t']);
+    let rest = connector(after).or_else(|| {
+        let heading = ends_with_ci(&text[..start], "final ");
+        let line_break = after
+            .trim_start_matches([':', '#', ' ', '*'])
+            .strip_prefix('\n');
+        heading.then_some(line_break).flatten()
+    })?;
+    phrase_span(rest)
+}
+
+/// `s` after a leading connector.
+fn connector(s: &str) -> Option<&str> {
+    CONNECTORS.iter().find_map(|c| {
+        let rest = strip_ci_prefix(s, c)?;
+        // "is" must not be the start of "isn't" or "island".
+        let word_like = c.bytes().last().is_some_and(|b| b.is_ascii_alphabetic());
+        let glued = rest.chars().next().is_some_and(char::is_alphanumeric);
+        (!(word_like && glued)).then_some(rest)
+    })
+}
+
+fn strip_ci_prefix<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let bytes = s.as_bytes();
+    let n = prefix.len();
+    (bytes.len() >= n
+        && bytes[..n].eq_ignore_ascii_case(prefix.as_bytes())
+        && s.is_char_boundary(n))
+    .then(|| &s[n..])
+}
+
+fn ends_with_ci(s: &str, suffix: &str) -> bool {
+    let bytes = s.trim_end_matches(['*', '_', '#']).as_bytes();
+    let n = suffix.len();
+    bytes.len() >= n && bytes[bytes.len() - n..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// The answer text after an "answer is" phrase: a math span, or the rest of
@@ -80,7 +238,7 @@ fn phrase_span(rest: &str) -> Option<&str> {
     let line = &answer[..line_end];
     for (open, close) in [("$$", "$$"), ("\\(", "\\)"), ("\\[", "\\]"), ("$", "$")] {
         if let Some(inner) = line.strip_prefix(open) {
-            if let Some(k) = inner.find(close) {
+            if let Ok(k) = find_closer(inner, close, false) {
                 let span = inner[..k].trim();
                 if !span.is_empty() {
                     return Some(span);
@@ -88,32 +246,58 @@ fn phrase_span(rest: &str) -> Option<&str> {
             }
         }
     }
-    // Up to the end of the sentence: ". " / "." at the end (not a decimal
-    // point), or ", because ..." (a comma followed by a word, not a list item).
-    let bytes = line.as_bytes();
-    let mut cut = line.len();
-    for (pos, &byte) in bytes.iter().enumerate() {
-        if byte == b'.' && bytes.get(pos + 1).is_none_or(|n| n.is_ascii_whitespace()) {
-            cut = pos;
-            break;
-        }
-        if byte == b',' && bytes.get(pos + 1) == Some(&b' ') {
-            let word = bytes[pos + 2..]
-                .iter()
-                .take_while(|x| x.is_ascii_alphabetic())
-                .count();
-            if word >= 3 && !bytes[pos + 2..].starts_with(b"and ") {
-                cut = pos;
-                break;
-            }
-        }
-    }
+    let cut = sentence_end(line);
     // "The answer is 18!" is an exclamation, not a factorial.
     let span = line[..cut].trim().trim_end_matches('!').trim_end();
-    if span.is_empty() || span.len() > MAX_PHRASE_ANSWER || not_an_answer(span) {
+    if span.is_empty()
+        || span.len() > MAX_PHRASE_ANSWER
+        || not_an_answer(span)
+        || !looks_like_an_answer(span)
+    {
         return None;
     }
     Some(span)
+}
+
+/// Where the sentence of `line` ends: ". " / "." at the end (not a decimal
+/// point), "。", ", because ..." (a comma followed by a word, not a list
+/// item), or a word of another script after the number ("18 个", "18 です").
+fn sentence_end(line: &str) -> usize {
+    let bytes = line.as_bytes();
+    let mut seen_digit = false;
+    for (pos, ch) in line.char_indices() {
+        match ch {
+            '.' if bytes.get(pos + 1).is_none_or(|n| n.is_ascii_whitespace()) => return pos,
+            '。' | '．' | '，' | '；' => return pos,
+            ',' if bytes.get(pos + 1) == Some(&b' ') => {
+                let word = bytes[pos + 2..]
+                    .iter()
+                    .take_while(|x| x.is_ascii_alphabetic())
+                    .count();
+                if word >= 3 && !bytes[pos + 2..].starts_with(b"and ") {
+                    return pos;
+                }
+            }
+            _ if seen_digit && foreign_letter(ch) => return pos,
+            _ => {}
+        }
+        seen_digit |= ch.is_ascii_digit();
+    }
+    line.len()
+}
+
+/// A letter of a script that is not Latin or Greek (Greek letters are math).
+fn foreign_letter(ch: char) -> bool {
+    ch.is_alphabetic() && !ch.is_ascii() && !('\u{370}'..='\u{3ff}').contains(&ch) && ch > '\u{24f}'
+}
+
+/// An answer has a digit or some math in it, or is a few words at most
+/// ("east", "no solution"); a longer clause is a sentence about the answer.
+fn looks_like_an_answer(span: &str) -> bool {
+    let math = span
+        .chars()
+        .any(|c| c.is_ascii_digit() || "\\$+-*/^=<>()[]{}|".contains(c) || !c.is_ascii());
+    math || span.split_whitespace().count() <= 3
 }
 
 /// "... the answer is correct", "the answer is as follows": prose, not an answer.
@@ -178,5 +362,27 @@ mod tests {
             answer_phrase("So the answer is 12. I hope the answer is correct."),
             Some("12")
         );
+    }
+
+    #[test]
+    fn languages() {
+        assert_eq!(answer_phrase("La respuesta es 18."), Some("18"));
+        assert_eq!(
+            answer_phrase("La réponse est $\\frac12$."),
+            Some("\\frac12")
+        );
+        assert_eq!(answer_phrase("Die Antwort ist 7."), Some("7"));
+        assert_eq!(answer_phrase("La risposta è 5"), Some("5"));
+        assert_eq!(answer_phrase("A resposta é 12."), Some("12"));
+        assert_eq!(answer_phrase("Ответ: 42"), Some("42"));
+        assert_eq!(answer_phrase("所以答案是 18。"), Some("18"));
+        assert_eq!(answer_phrase("答えは 18 です。"), Some("18"));
+        assert_eq!(answer_phrase("Jibu ni 9."), Some("9"));
+        assert_eq!(answer_phrase("## Final Answer\n\n$x = 3$"), Some("x = 3"));
+        assert_eq!(
+            answer_phrase("The answer is the number of apples she has left."),
+            None
+        );
+        assert_eq!(answer_phrase("Answers vary."), None);
     }
 }
