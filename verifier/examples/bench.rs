@@ -1,5 +1,6 @@
 //! `cargo run -p rlvr-verifier --release --example bench [N] [THREADS]`
-//! prints one JSON line: verifications per second on GSM8K-style completions.
+//! prints one JSON line: verifications per second on GSM8K-style completions
+//! (one thread and THREADS threads) and on LaTeX-heavy completions (one thread).
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -27,7 +27,9 @@ mod jsonl;
 mod normalize;
 mod num;
 
-pub use bench::{bench_gsm8k_style, bench_with_threads, gsm8k_style_corpus, BenchReport};
+pub use bench::{
+    bench_gsm8k_style, bench_with_threads, gsm8k_style_corpus, latex_style_corpus, BenchReport,
+};
 pub use equiv::is_equivalent;
 pub use error::VerifierError;
 use extract::locate_answer;
