@@ -176,6 +176,46 @@ const FRAGMENTS: &[&str] = &[
     "\\sqrt[3]",
     "\\le",
     "<",
+    // Extraction and normalisation paths added with unboxed answers.
+    "\\(",
+    "\\)",
+    "$$",
+    "La respuesta es",
+    "Ответ:",
+    "答案是",
+    "Final Answer",
+    "**",
+    "<<",
+    ">>",
+    "<=",
+    ">=",
+    "!=",
+    "\\ge",
+    "\\neq",
+    "\\approx",
+    "1{,}000",
+    "1\\,000",
+    "1 000",
+    "\u{202f}",
+    "1,22",
+    ";",
+    "\\text{ cm}",
+    "\\mathrm{m}",
+    "AZYUK2A",
+    "x",
+    " and ",
+    " or ",
+    "9999999999999999999999999999999999999999",
+    "10^{40}",
+    "\\boxed{1} and \\boxed{2}",
+    "\\begin{array}{cc}",
+    "\\end{array}",
+    "\\left[",
+    "\\right]",
+    "\\quad",
+    "\\text{and}",
+    ".5",
+    "<<1+1=2>>",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -186,8 +226,19 @@ fn any_text() -> impl Strategy<Value = String> {
     prop::collection::vec(any::<char>(), 0..300).prop_map(String::from_iter)
 }
 
+/// Cases per property: 3 x 34,000 + 2,000 > 10^5 random and adversarial
+/// inputs in release builds (each checked through every entry point); fewer
+/// in debug builds, which are 20-50x slower.
+fn cases() -> u32 {
+    if cfg!(debug_assertions) {
+        1000
+    } else {
+        34_000
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_strings_never_panic_and_are_fast(a in any_text(), b in any_text()) {
@@ -319,6 +370,46 @@ fn adversarial_inputs_are_bounded() {
         ),
         (format!("\\boxed{{{}}}", "|".repeat(1000)), "||".into()),
         ("$".repeat(500_000), "$".repeat(500_000)),
+        // Unboxed extraction: unclosed delimiters, long lines, many phrases.
+        ("\\(".repeat(200_000), "1".into()),
+        ("\\[".repeat(200_000), "1".into()),
+        ("$ 1 ".repeat(100_000), "1".into()),
+        ("5$ and $".repeat(50_000), "5".into()),
+        ("x = ".repeat(100_000) + "5", "5".into()),
+        ("x ".repeat(200_000), "x".into()),
+        ("( ".repeat(200_000) + "1", "1".into()),
+        ("1 ".repeat(200_000), "1".into()),
+        ("1,".repeat(200_000) + "22", "1.22".into()),
+        ("1 000 ".repeat(100_000), "1000".into()),
+        ("<<".repeat(200_000), "1".into()),
+        ("<<1".repeat(100_000), "1".into()),
+        ("Answer: ".repeat(50_000), "1".into()),
+        ("answer is x ".repeat(50_000), "x".into()),
+        ("Ответ: ".repeat(50_000), "1".into()),
+        ("答案是".repeat(50_000), "1".into()),
+        ("respuesta ".repeat(100_000), "1".into()),
+        ("\\boxed{1} and ".repeat(50_000), "1".into()),
+        (
+            format!("{}\\boxed{{1}}", "\\boxed{1}".repeat(100_000)),
+            "1".into(),
+        ),
+        ("a < ".repeat(100_000) + "b", "1".into()),
+        ("x \\le ".repeat(5000), "x \\le 1".into()),
+        ("\\approx ".repeat(5000), "1".into()),
+        (
+            "{".repeat(5000) + "1,2,3" + &"}".repeat(5000),
+            "1,2,3".into(),
+        ),
+        ("\\text{m}".repeat(5000), "1".into()),
+        ("1\\,\\mathrm{m}^2 ".repeat(5000), "1".into()),
+        (format!("\\boxed{{{}}}", "9".repeat(5000)), "9".repeat(5000)),
+        (
+            format!("{}+1", "9".repeat(1000)),
+            "1".to_string() + &"0".repeat(1000),
+        ),
+        ("(2^{1000})^{1000}".into(), "1".into()),
+        ("1000!".into(), "1000!".into()),
+        ("\\boxed{1000!-1}".into(), "1000!".into()),
     ];
     for (a, b) in &cases {
         check_all(a, b);
