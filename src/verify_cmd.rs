@@ -11,7 +11,8 @@ use rlvr_verifier::{GoldFormat, VerifierConfig};
 pub struct VerifyArgs {
     /// Data file (JSONL) holding gold answers in `answer_final`, `answer` or
     /// `solution`. With --completions, prints an accuracy report. Without both,
-    /// grades stdin JSONL `{"gold", "pred", "gold_format"?}` to stdout.
+    /// grades stdin JSONL `{"gold", "pred", "gold_format"?}` to stdout, one line
+    /// per input line (a bad line gets `{"error": ...}` and the rest go on).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Completions file (JSONL): `{"completion": ...}` or `{"text": ...}`, with an
@@ -21,7 +22,8 @@ pub struct VerifyArgs {
     /// Where gold answers are: gsm8k (after ####), math (last \boxed), raw, auto.
     #[arg(long, default_value = "auto")]
     pub gold_format: String,
-    /// Do not fall back to the last number of a completion.
+    /// Take only marked answers (\boxed, ####, "the answer is"): no fallback to
+    /// the last LaTeX formula, expression or number of a completion.
     #[arg(long)]
     pub no_last_number: bool,
     /// Do not recognise "the (final) answer is ..." phrases.
@@ -71,7 +73,8 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// `rlvr bench verify`: one JSON line with verifications per second.
+/// `rlvr bench verify`: one JSON line with single-thread verifications per
+/// second on GSM8K-style and on LaTeX-heavy completions, and the parallel rate.
 pub fn bench(n: usize) -> Result<()> {
     let report = rlvr_verifier::bench_gsm8k_style(n);
     let mut v = serde_json::to_value(&report)?;
