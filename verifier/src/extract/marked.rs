@@ -56,6 +56,11 @@ pub(super) fn last_boxed(text: &str) -> Option<(String, usize, usize)> {
     let mut contents = vec![last.content];
     let mut start = last.command_start;
     while contents.len() < MAX_LISTED_BOXES {
+        // A listed box ends with a `}` somewhere before this one (a cheap
+        // test that spares searching texts with a single box).
+        if !text[..start].contains('}') {
+            break;
+        }
         match last_box(&text[..start]) {
             Some(prev) if only_separators(&text[prev.end..start]) => {
                 contents.push(prev.content);
