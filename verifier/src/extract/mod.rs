@@ -90,8 +90,15 @@ fn phrase(text: &str) -> Option<(String, &str)> {
 /// The last unmarked answer: whichever ends last of the last LaTeX
 /// environment and the last plain expression (`(answer, start, method)`).
 fn last_unmarked(text: &str) -> Option<(String, usize, ExtractMethod)> {
-    let env = latex::last_environment(text);
     let expr = expression::last_expression(text);
+    // An environment can only end after the expression if a `$` or a
+    // backslash follows it (most plain-text completions: no scan at all).
+    let tail = &text[expr.map_or(0, |found| found.end)..];
+    let env = if tail.bytes().any(|c| c == b'$' || c == b'\\') {
+        latex::last_environment(text)
+    } else {
+        None
+    };
     // The environment wins unless an expression ends after it.
     let expr = expr.filter(|found| env.as_ref().is_none_or(|(_, env_end)| found.end > *env_end));
     match (env, expr) {
