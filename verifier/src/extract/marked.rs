@@ -37,6 +37,8 @@ fn braced(s: &str) -> Option<&str> {
 
 /// Most boxes joined into one listed answer.
 const MAX_LISTED_BOXES: usize = 8;
+/// Longest run of separators between two listed boxes, in bytes.
+const MAX_LIST_GAP: usize = 64;
 
 /// A box: where its command starts and ends, and its content.
 struct BoxedAnswer<'a> {
@@ -56,13 +58,15 @@ pub(super) fn last_boxed(text: &str) -> Option<(String, usize, usize)> {
     let mut contents = vec![last.content];
     let mut start = last.command_start;
     while contents.len() < MAX_LISTED_BOXES {
-        // A listed box ends with a `}` somewhere before this one (a cheap
-        // test that spares searching texts with a single box).
-        if !text[..start].contains('}') {
+        // A listed box ends with a `}` shortly before this one (a cheap test
+        // that spares searching texts with a single box).
+        if !text.as_bytes()[start.saturating_sub(MAX_LIST_GAP)..start].contains(&b'}') {
             break;
         }
         match last_box(&text[..start]) {
-            Some(prev) if only_separators(&text[prev.end..start]) => {
+            Some(prev)
+                if start - prev.end <= MAX_LIST_GAP && only_separators(&text[prev.end..start]) =>
+            {
                 contents.push(prev.content);
                 start = prev.command_start;
             }
