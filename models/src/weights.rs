@@ -54,9 +54,16 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Read every tensor of one safetensors file onto the CPU (f32/f16/bf16 kept as stored).
+///
+/// The file is mapped, not read into memory: each tensor is copied out of the map once and its
+/// pages are released right after, so loading peaks near the size of the tensors (plus one
+/// tensor's pages) rather than twice the file.
 pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    // SAFETY: the map is read-only and lives only inside this function. As with every mmap
+    // loader (candle's, safetensors'), another process truncating the file meanwhile would fault.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))?;
+    let st = SafeTensors::deserialize(&map).map_err(|e| ModelError::Safetensors {
         path: path.into(),
         msg: e.to_string(),
     })?;
@@ -80,9 +87,21 @@ pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
                 msg: format!("tensor {name}: {e}"),
             },
         )?;
+        release_pages(&map, view.data());
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// Drop the resident pages behind `bytes` (a slice of `map`) once they have been copied out.
+/// Only an optimisation: a failure leaves the pages to the kernel's normal reclaim.
+fn release_pages(map: &memmap2::Mmap, bytes: &[u8]) {
+    let offset = bytes.as_ptr() as usize - map.as_ptr() as usize;
+    // SAFETY: the map is private and read-only, so MADV_DONTNEED only drops clean pages; a later
+    // read (another tensor sharing a boundary page) faults them in again from the file.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, bytes.len())
+    };
 }
 
 /// Load all tensors of an HF directory (all shards). Errors name the shard.
