@@ -373,6 +373,12 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("11 : 21", "V_1 : V_2 = 11 : 21", true),
     ("0", "5x - 7y + 11z + 4 = 0", false),
     ("x \\approx 11", "11", true),
+    ("15\\frac{39}{40}, \\frac{639}{40}", "\\frac{639}{40}", true),
+    (
+        "15\\frac{39}{40}, \\frac{638}{40}",
+        "\\frac{639}{40}",
+        false,
+    ),
     ("-12; -11; -10", "\\{-10, -11, -12\\}", true),
     (
         "\\left[\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}\\right]",
@@ -619,6 +625,11 @@ const EXTRACT: &[(&str, Option<&str>, Option<ExtractMethod>)] = &[
         "Final Answer: The volume of the box is 120. I hope it is correct.",
         Some("120"),
         Some(ExtractMethod::AnswerIs),
+    ),
+    (
+        "Therefore $\\boxed{44}$.\n\nWe may check our answer: $17\\cdot 44 = 748$, so our answer is correct.",
+        Some("44"),
+        Some(ExtractMethod::Boxed),
     ),
     ("I cannot solve this.", None, None),
     ("", None, None),

@@ -46,6 +46,9 @@ pub(super) fn compare(pred: &Ans, gold: &Ans, cx: &Ctx) -> Option<Reason> {
         }
         (Seq(Kind::Set, items), Atom(_)) if items.len() == 1 => compare(&items[0], gold, cx),
         (Atom(_), Seq(Kind::Set, items)) if items.len() == 1 => compare(pred, &items[0], cx),
+        // `15\frac{39}{40}, or \frac{639}{40}`: one value written several ways.
+        (Seq(Kind::Bare, items), Atom(_)) => all_the_same(items, gold, cx),
+        (Atom(_), Seq(Kind::Bare, items)) => all_the_same(items, pred, cx),
         (Union(pred_parts), Union(gold_parts)) => compare_unordered(pred_parts, gold_parts, cx),
         (Matrix(pred_rows), Matrix(gold_rows)) => {
             pairwise(pred_rows, gold_rows, |p, g| compare_ordered(p, g, cx))
@@ -56,6 +59,16 @@ pub(super) fn compare(pred: &Ans, gold: &Ans, cx: &Ctx) -> Option<Reason> {
         },
         _ => None,
     }
+}
+
+/// Every item of a listed answer is the one value `other` (a value written
+/// several ways, not several values).
+fn all_the_same(items: &[Ans], other: &Ans, cx: &Ctx) -> Option<Reason> {
+    let mut reason = Reason::MatchExact;
+    for item in items {
+        reason = combine(reason, compare(item, other, cx)?);
+    }
+    Some(reason)
 }
 
 /// `5x - 7y + 11z + 4 = 0`: an equation set to zero, not a value.

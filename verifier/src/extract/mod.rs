@@ -51,7 +51,9 @@ pub(crate) fn locate_answer(completion: &str, cfg: &VerifierConfig) -> Option<Lo
     let offset = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
     if let Some((answer, at, end)) = last_boxed(text) {
         // A final-answer phrase after the last box has the last word.
-        if let Some((answer, sentence)) = phrase(&text[end..]).filter(|_| cfg.answer_phrase) {
+        let after = &text[end..];
+        let restated = cfg.answer_phrase && phrase::final_answer_phrase(after).is_some();
+        if let Some((answer, sentence)) = phrase(after).filter(|_| restated) {
             return Some(located(&answer, offset(sentence), ExtractMethod::AnswerIs));
         }
         return Some(located(&answer, at, ExtractMethod::Boxed));

@@ -77,6 +77,18 @@ const CONNECTORS: &[&str] = &[
 
 /// The answer of the last "answer" phrase: `"The answer is $18$."` -> `18`.
 pub(super) fn answer_phrase(text: &str) -> Option<&str> {
+    last_phrase(text).map(|(answer, _)| answer)
+}
+
+/// The answer of the last phrase that states a *final* answer ("Final
+/// Answer: X", "the final answer is X"); "check our answer: ..." is not one.
+pub(super) fn final_answer_phrase(text: &str) -> Option<&str> {
+    let (answer, pos) = last_phrase(text)?;
+    ends_with_ci(&text[..pos], "final ").then_some(answer)
+}
+
+/// The last phrase in any language: `(answer, position of its word)`.
+fn last_phrase(text: &str) -> Option<(&str, usize)> {
     let ascii = last_ascii_phrase(text);
     let other = if text.is_ascii() {
         None
@@ -84,8 +96,8 @@ pub(super) fn answer_phrase(text: &str) -> Option<&str> {
         last_other_phrase(text)
     };
     match (ascii, other) {
-        (Some((a, pos_a)), Some((b, pos_b))) => Some(if pos_b > pos_a { b } else { a }),
-        (found, None) | (None, found) => found.map(|(answer, _)| answer),
+        (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+        (found, None) | (None, found) => found,
     }
 }
 
@@ -384,5 +396,10 @@ mod tests {
             None
         );
         assert_eq!(answer_phrase("Answers vary."), None);
+        assert_eq!(final_answer_phrase("**Final Answer:** 7"), Some("7"));
+        assert_eq!(
+            final_answer_phrase("We may check our answer: $17 \\cdot 44 = 748$."),
+            None
+        );
     }
 }
