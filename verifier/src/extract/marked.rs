@@ -52,6 +52,10 @@ struct BoxedAnswer<'a> {
 /// `\(\boxed{-2}\), \(\boxed{1}\)`) as `1, 2`: `(answer, offset of the last
 /// box's content, end of the last box)`.
 pub(super) fn last_boxed(text: &str) -> Option<(String, usize, usize)> {
+    // No backslash, no box (a fast byte search first: most GSM8K-style text).
+    if !text.contains('\\') {
+        return None;
+    }
     let last = last_box(text)?;
     let offset = last.content.as_ptr() as usize - text.as_ptr() as usize;
     let end = last.end;
@@ -174,6 +178,9 @@ fn last_box(text: &str) -> Option<BoxedAnswer<'_>> {
 
 /// Text after the last `####` up to the end of that line.
 pub(super) fn hash_answer(text: &str) -> Option<&str> {
+    if !text.contains('#') {
+        return None;
+    }
     let i = text.rfind("####")?;
     let rest = text[i + 4..].trim_start_matches('#');
     let line = rest.split('\n').next().unwrap_or("").trim();
