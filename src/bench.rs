@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use rlvr_models::{CausalAttention, Mode};
+use rlvr_models::{Batch, CausalAttention, Forward};
 use serde_json::json;
 
 use crate::common::{peak_rss_mb, ModelArgs};
@@ -137,7 +137,9 @@ fn forward(a: &ForwardArgs) -> Result<()> {
     let lengths = vec![a.seq; a.batch];
     let run_once = || -> Result<()> {
         let mut attn = CausalAttention::new(&lengths, a.seq, m.model.dtype(), &dev)?.inference();
-        let logits = m.model.forward(&ids, &pos, &mut attn, Mode::Inference)?;
+        let logits = m
+            .model
+            .forward(Batch::injected(&ids, &pos, &mut attn), Forward::INFERENCE)?;
         // Force completion (matters on asynchronous devices).
         let _ = logits
             .sum_all()?

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rlvr_models::logprobs::log_softmax_f32;
-use rlvr_models::{CausalAttention, LoadOptions, Mode, Model, ResolveOptions};
+use rlvr_models::{Batch, CausalAttention, Forward, LoadOptions, Model, ResolveOptions};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 use serde_json::{json, Value};
 
@@ -112,7 +112,7 @@ fn full_logits(model: &Model, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
     let x = Tensor::from_vec(ids.to_vec(), (1, n), dev)?;
     let pos = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), (1, n), dev)?;
     let mut attn = CausalAttention::new(&[n], n, model.dtype(), dev)?.inference();
-    let logits = model.forward(&x, &pos, &mut attn, Mode::Inference)?;
+    let logits = model.forward(Batch::injected(&x, &pos, &mut attn), Forward::INFERENCE)?;
     Ok(logits
         .squeeze(0)?
         .to_dtype(DType::F32)?

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
-use rlvr_models::{LoadedModel, Mode};
+use rlvr_models::{Batch, Forward, LoadedModel};
 use serde_json::{json, Value};
 
 use crate::common::{input_ids, read_jsonl, ModelArgs};
@@ -74,7 +74,9 @@ pub fn score_ids(m: &LoadedModel, v: &Value) -> Result<Vec<u32>> {
 
 /// Log-prob of token i+1 given ≤ i and the entropy at i, for each row (length n−1 each).
 pub fn score_rows(m: &LoadedModel, rows: &[Vec<u32>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-    let logits = m.model.forward_padded(rows, 0, Mode::Inference)?;
+    let logits = m
+        .model
+        .forward(Batch::padded(rows, 0), Forward::INFERENCE)?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let l = logits.get(i)?;

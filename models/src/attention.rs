@@ -1,11 +1,14 @@
 //! Injected attention. The decoder computes q, k, v and RoPE, then hands them to an [`Attention`]:
 //! the trainer passes [`CausalAttention`] (autograd-capable, no cache), the runtime its paged one.
+//!
+//! Owns: the attention trait, grouped-query attention over full sequences (composed, and with the
+//! CPU causal-softmax kernel plus its hand-written backward), padding masks. Must not know the
+//! decoder's weights or any KV cache (the runtime's paged attention implements the trait).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
-use crate::model::{
-    cpu_kernels, cpu_slice, dispatch_dtype, dispatch_real, par_rows, with_host, Real,
-};
+use crate::kernels::causal_softmax::{causal_softmax_backward, CausalSoftmax};
+use crate::kernels::{cpu_kernels, Op};
 
 /// q: `[batch, seq, n_heads, head_dim]`, k and v: `[batch, seq, n_kv_heads, head_dim]`, RoPE
 /// already applied. Returns `[batch, seq, n_heads, head_dim]`.
@@ -21,6 +24,58 @@ pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&s)
 }
 
+/// q, k, v regrouped for grouped-query attention: q `[b, n_kv, group*s_q, d]` (the heads
+/// sharing one kv head stacked along the rows), k and v `[b, n_kv, s_k, d]`, all contiguous.
+struct Grouped {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    batch: usize,
+    q_len: usize,
+    n_heads: usize,
+    head_dim: usize,
+    /// Query heads per kv head.
+    group: usize,
+}
+
+impl Grouped {
+    fn new(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Self> {
+        let (batch, q_len, n_heads, head_dim) = q.dims4()?;
+        let (_, _, n_kv, _) = k.dims4()?;
+        let group = n_heads / n_kv;
+        Ok(Self {
+            q: q.transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch, n_kv, group * q_len, head_dim))?,
+            k: k.transpose(1, 2)?.contiguous()?,
+            v: v.transpose(1, 2)?.contiguous()?,
+            batch,
+            q_len,
+            n_heads,
+            head_dim,
+            group,
+        })
+    }
+
+    fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+
+    /// Unscaled scores `[b, n_kv, group*s_q, s_k]`.
+    fn scores(&self) -> Result<Tensor> {
+        self.q.matmul(&self.k.t()?)
+    }
+
+    /// `probs · v` back in the caller's layout `[b, s_q, n_heads, d]`.
+    fn attend(&self, probs: &Tensor) -> Result<Tensor> {
+        probs
+            .matmul(&self.v)?
+            .reshape((self.batch, self.n_heads, self.q_len, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+}
+
 /// Grouped-query attention of q over k, v with an additive mask broadcastable to
 /// `[b, n_kv, group, s_q, s_k]`. Shared by the full-sequence and cached paths.
 pub fn grouped_attention(
@@ -30,160 +85,23 @@ pub fn grouped_attention(
     mask: Option<&Tensor>,
     fused_softmax: bool,
 ) -> Result<Tensor> {
-    grouped_attention_with(q, k, v, |scores, scale, group, s_q| {
-        let (b, n_kv, _, s_k) = scores.dims4()?;
-        let scores = (scores * scale)?;
-        let scores = match mask {
-            Some(m) => scores
-                .reshape((b, n_kv, group, s_q, s_k))?
-                .broadcast_add(m)?
-                .reshape((b, n_kv, group * s_q, s_k))?,
-            None => scores,
-        };
-        if fused_softmax {
-            candle_nn::ops::softmax_last_dim(&scores)
-        } else {
-            softmax_composed(&scores)
-        }
-    })
-}
-
-/// Grouped-query attention around `probs(scores, scale, group, s_q)`, which turns the unscaled
-/// scores `[b, n_kv, group*s_q, s_k]` into attention probabilities of the same shape.
-fn grouped_attention_with(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    probs: impl FnOnce(&Tensor, f64, usize, usize) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let (b, s_q, n_heads, d) = q.dims4()?;
-    let (_, _, n_kv, _) = k.dims4()?;
-    let group = n_heads / n_kv;
-    let scale = 1.0 / (d as f64).sqrt();
-    // [b, n_kv, group*s_q, d]: the heads sharing one kv head are stacked along the rows.
-    let q = q
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((b, n_kv, group * s_q, d))?;
-    let k = k.transpose(1, 2)?.contiguous()?;
-    let v = v.transpose(1, 2)?.contiguous()?;
-    let scores = q.matmul(&k.t()?)?;
-    let probs = probs(&scores, scale, group, s_q)?;
-    probs
-        .matmul(&v)?
-        .reshape((b, n_heads, s_q, d))?
-        .transpose(1, 2)?
-        .contiguous()
-}
-
-/// Keys visible to query `i` of a row of real length `len`: `j ≤ i` with `j < len`, and the
-/// query itself (a padding row sees itself, so no row is empty). Returns the visible prefix
-/// length and whether the diagonal is visible on its own beyond it.
-#[inline(always)]
-fn visible(i: usize, len: usize) -> (usize, bool) {
-    if i < len {
-        (i + 1, false)
+    let grouped = Grouped::new(q, k, v)?;
+    let scores = (grouped.scores()? * grouped.scale())?;
+    let (b, n_kv, _, s_k) = scores.dims4()?;
+    let (group, s_q) = (grouped.group, grouped.q_len);
+    let scores = match mask {
+        Some(m) => scores
+            .reshape((b, n_kv, group, s_q, s_k))?
+            .broadcast_add(m)?
+            .reshape((b, n_kv, group * s_q, s_k))?,
+        None => scores,
+    };
+    let probs = if fused_softmax {
+        candle_nn::ops::softmax_last_dim(&scores)?
     } else {
-        (len, true)
-    }
-}
-
-/// Causal padded softmax of `scale · scores` over the last dim of `[b, n_kv, group*s, s]`
-/// (row r is query `r % s` of batch row `r / (n_kv*group*s)`), with a backward. Masked entries
-/// are exactly 0, as with the additive −1e9 mask.
-struct CausalSoftmaxOp {
-    lengths: Vec<usize>,
-    seq: usize,
-    scale: f64,
-}
-
-fn causal_softmax_fwd<T: Real>(
-    st: &CpuStorage,
-    l: &Layout,
-    op: &CausalSoftmaxOp,
-) -> Result<(CpuStorage, Shape)> {
-    let x = cpu_slice::<T>(st, l)?;
-    let (b, h, rows_per_head, s_k) = l.shape().dims4()?;
-    let s = op.seq;
-    if s_k != s || rows_per_head % s != 0 || b != op.lengths.len() {
-        candle_core::bail!(
-            "causal softmax: scores {:?}, seq {s}, {} rows",
-            l.dims(),
-            op.lengths.len()
-        );
-    }
-    let per_batch = h * rows_per_head;
-    let scale = T::from_f64(op.scale);
-    let zero = T::from_f64(0.0);
-    let mut out = vec![zero; x.len()];
-    par_rows(&mut out, s, 3 * s, |r0, o| {
-        for (k, orow) in o.chunks_exact_mut(s).enumerate() {
-            let r = r0 + k;
-            let (n, diag) = visible(r % s, op.lengths[r / per_batch]);
-            let i = r % s;
-            let xr = &x[r * s..(r + 1) * s];
-            let mut m = xr[..n]
-                .iter()
-                .fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.fmax(v * scale));
-            if diag {
-                m = m.fmax(xr[i] * scale);
-            }
-            let mut sum = 0f64;
-            for (o, &v) in orow[..n].iter_mut().zip(&xr[..n]) {
-                let e = (v * scale - m).exp();
-                *o = e;
-                sum += e.to_f64();
-            }
-            if diag {
-                let e = (xr[i] * scale - m).exp();
-                orow[i] = e;
-                sum += e.to_f64();
-            }
-            let inv = T::from_f64(1.0 / sum);
-            for o in &mut orow[..n] {
-                *o *= inv;
-            }
-            if diag {
-                orow[i] *= inv;
-            }
-        }
-    });
-    Ok((T::to_cpu_storage_owned(out), l.shape().clone()))
-}
-
-fn causal_softmax_bwd<T: Real>(y: &Tensor, g: &Tensor, op: &CausalSoftmaxOp) -> Result<Tensor> {
-    let s = op.seq;
-    let (_, h, rows_per_head, _) = y.dims4()?;
-    let per_batch = h * rows_per_head;
-    let scale = T::from_f64(op.scale);
-    with_host::<T, _>(y, |ys| {
-        with_host::<T, _>(g, |gs| {
-            let mut dx = vec![T::from_f64(0.0); ys.len()];
-            par_rows(&mut dx, s, 3 * s, |r0, o| {
-                for (k, orow) in o.chunks_exact_mut(s).enumerate() {
-                    let r = r0 + k;
-                    let (n, diag) = visible(r % s, op.lengths[r / per_batch]);
-                    let i = r % s;
-                    let (yr, gr) = (&ys[r * s..(r + 1) * s], &gs[r * s..(r + 1) * s]);
-                    let mut dot = 0f64;
-                    for j in 0..n {
-                        dot += (yr[j] * gr[j]).to_f64();
-                    }
-                    if diag {
-                        dot += (yr[i] * gr[i]).to_f64();
-                    }
-                    let dot = T::from_f64(dot);
-                    for j in 0..n {
-                        orow[j] = scale * yr[j] * (gr[j] - dot);
-                    }
-                    if diag {
-                        orow[i] = scale * yr[i] * (gr[i] - dot);
-                    }
-                }
-            });
-            Tensor::from_vec(dx, y.shape(), y.device())
-        })
-    })
+        softmax_composed(&scores)?
+    };
+    grouped.attend(&probs)
 }
 
 /// Operands and result of the causal kernel attention, as the hand-written backward reads them.
@@ -207,40 +125,27 @@ pub(crate) fn causal_kernel_attention(
     k: &Tensor,
     v: &Tensor,
     lengths: &[usize],
-    seq: usize,
+    seq_len: usize,
     grad: bool,
 ) -> Result<AttnParts> {
-    let (b, s_q, n_heads, d) = q.dims4()?;
-    let (_, _, n_kv, _) = k.dims4()?;
-    let group = n_heads / n_kv;
-    let scale = 1.0 / (d as f64).sqrt();
-    let qg = q
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((b, n_kv, group * s_q, d))?;
-    let kt = k.transpose(1, 2)?.contiguous()?;
-    let vt = v.transpose(1, 2)?.contiguous()?;
-    let scores = qg.matmul(&kt.t()?)?.contiguous()?;
-    let op = CausalSoftmaxOp {
+    let grouped = Grouped::new(q, k, v)?;
+    let scores = grouped.scores()?.contiguous()?;
+    let op = Op(CausalSoftmax {
         lengths: lengths.to_vec(),
-        seq,
-        scale,
-    };
+        seq_len,
+        scale: grouped.scale(),
+    });
     let probs = if grad {
         scores.apply_op1(op)?
     } else {
         scores.apply_op1_no_bwd(&op)?
     };
-    let out = probs
-        .matmul(&vt)?
-        .reshape((b, n_heads, s_q, d))?
-        .transpose(1, 2)?
-        .contiguous()?;
+    let out = grouped.attend(&probs)?;
     Ok(AttnParts {
         out,
-        q: qg,
-        k: kt,
-        v: vt,
+        q: grouped.q,
+        k: grouped.k,
+        v: grouped.v,
         probs: Some(probs),
     })
 }
@@ -251,14 +156,14 @@ pub(crate) fn causal_kernel_attention_bwd(
     parts: &AttnParts,
     d_out: &Tensor,
     lengths: &[usize],
-    seq: usize,
+    seq_len: usize,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, s, n_heads, d) = d_out.dims4()?;
     let n_kv = parts.k.dim(1)?;
     let group = n_heads / n_kv;
-    let op = CausalSoftmaxOp {
+    let op = CausalSoftmax {
         lengths: lengths.to_vec(),
-        seq,
+        seq_len,
         scale: 1.0 / (d as f64).sqrt(),
     };
     let probs = match &parts.probs {
@@ -268,7 +173,7 @@ pub(crate) fn causal_kernel_attention_bwd(
             .q
             .matmul(&parts.k.t()?)?
             .contiguous()?
-            .apply_op1_no_bwd(&op)?,
+            .apply_op1_no_bwd(&Op(op.clone()))?,
     };
     let d_o = d_out
         .transpose(1, 2)?
@@ -276,7 +181,7 @@ pub(crate) fn causal_kernel_attention_bwd(
         .reshape((b, n_kv, group * s, d))?;
     let d_p = d_o.matmul(&parts.v.t()?)?;
     let d_v = probs.t()?.matmul(&d_o)?;
-    let d_s = dispatch_dtype!(probs.dtype(), causal_softmax_bwd(&probs, &d_p, &op))?;
+    let d_s = causal_softmax_backward(&probs, &d_p, &op)?;
     drop((probs, d_p));
     let d_q = d_s.matmul(&parts.k)?;
     let d_k = d_s.t()?.matmul(&parts.q)?;
@@ -286,23 +191,6 @@ pub(crate) fn causal_kernel_attention_bwd(
         back(d_k)?,
         back(d_v)?,
     ))
-}
-
-impl CustomOp1 for CausalSoftmaxOp {
-    fn name(&self) -> &'static str {
-        "rlvr-causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch_real!(s, causal_softmax_fwd(s, l, self))
-    }
-
-    fn bwd(&self, _x: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(dispatch_dtype!(
-            res.dtype(),
-            causal_softmax_bwd(res, g, self)
-        )?))
-    }
 }
 
 /// Additive causal mask for right-padded sequences: query i sees keys j ≤ i with j < len
@@ -385,7 +273,7 @@ impl Attention for CausalAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernel_tests::{check, close, randt};
+    use crate::testing::{check, close, randt};
 
     /// The causal kernel (mask, scale and softmax in one pass) against the additive mask and
     /// composed softmax: outputs and gradients for q, k, v, with padded rows.

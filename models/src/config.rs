@@ -185,16 +185,7 @@ impl ModelConfig {
 
     /// Parse an HF `config.json`.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile { path: path.into() }
-            } else {
-                ModelError::Io {
-                    path: path.into(),
-                    source,
-                }
-            }
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         Self::from_hf_json(&text, path)
     }
 

@@ -69,6 +69,20 @@ pub enum ModelError {
     },
 }
 
+impl ModelError {
+    /// An I/O error on `path`: [`ModelError::MissingFile`] when it does not exist.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile { path: path.into() }
+        } else {
+            ModelError::Io {
+                path: path.into(),
+                source,
+            }
+        }
+    }
+}
+
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// Attach a human context to candle errors.

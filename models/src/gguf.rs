@@ -225,16 +225,7 @@ impl<R: Read + Seek> Reader<R> {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile { path: path.into() }
-            } else {
-                ModelError::Io {
-                    path: path.into(),
-                    source,
-                }
-            }
-        })?;
+        let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
         let file_len = file
             .metadata()
             .map_err(|source| ModelError::Io {

@@ -10,12 +10,16 @@ pub mod config;
 pub mod device_mem;
 pub mod error;
 pub mod gguf;
+mod kernels;
 pub mod loaded;
 pub mod logprobs;
 pub mod model;
+pub mod ops;
 pub mod rng;
 pub mod rowstats;
 pub mod source;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tokenizer;
 pub mod weights;
 
@@ -23,7 +27,7 @@ pub use attention::{Attention, CausalAttention};
 pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
 pub use loaded::{load, load_source, save_hf_dir, save_hf_dir_with, LoadOptions, LoadedModel};
-pub use model::{Mode, Model};
+pub use model::{Batch, Forward, Grad, Hidden, Model, Numerics};
 pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_ID};
 pub use tokenizer::{ChatMessage, TextTokenizer};
 

@@ -9,17 +9,6 @@ use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 
-fn io_err(path: &Path, source: std::io::Error) -> ModelError {
-    if source.kind() == std::io::ErrorKind::NotFound {
-        ModelError::MissingFile { path: path.into() }
-    } else {
-        ModelError::Io {
-            path: path.into(),
-            source,
-        }
-    }
-}
-
 /// The safetensors files of an HF directory: `model.safetensors`, or the shards listed in
 /// `model.safetensors.index.json`.
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -31,7 +20,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.exists() {
         return Err(ModelError::MissingFile { path: single });
     }
-    let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
+    let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Safetensors {
         path: index.clone(),
         msg: format!("index is not JSON: {e}"),
@@ -59,10 +48,10 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// pages are released right after, so loading peaks near the size of the tensors (plus one
 /// tensor's pages) rather than twice the file.
 pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     // SAFETY: the map is read-only and lives only inside this function. As with every mmap
     // loader (candle's, safetensors'), another process truncating the file meanwhile would fault.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
     let st = SafeTensors::deserialize(&map).map_err(|e| ModelError::Safetensors {
         path: path.into(),
         msg: e.to_string(),
@@ -173,7 +162,7 @@ pub fn save_safetensors(
             msg: e.to_string(),
         }
     })?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 
 fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {

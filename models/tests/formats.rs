@@ -11,8 +11,8 @@ use rlvr_models::tokenizers::models::bpe::BPE;
 use rlvr_models::tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use rlvr_models::tokenizers::{AddedToken, Tokenizer};
 use rlvr_models::{
-    load_source, save_hf_dir, Architecture, Mode, Model, ModelConfig, ModelError, ModelSource,
-    TextTokenizer,
+    load_source, save_hf_dir, Architecture, Batch, Forward, Model, ModelConfig, ModelError,
+    ModelSource, TextTokenizer,
 };
 
 const CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789 .,!?+=-";
@@ -82,7 +82,8 @@ fn rows() -> Vec<Vec<u32>> {
 }
 
 fn logits(m: &Model) -> Tensor {
-    m.forward_padded(&rows(), 0, Mode::Train).unwrap()
+    m.forward(Batch::padded(&rows(), 0), Forward::TRAIN)
+        .unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rlvr_models::candle_core::{DType, Device, Tensor, D};
 use rlvr_models::logprobs::log_softmax_f32;
-use rlvr_models::{load_source, ChatMessage, LoadedModel, Mode, ModelSource};
+use rlvr_models::{load_source, Batch, ChatMessage, Forward, LoadedModel, ModelSource};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -61,7 +61,7 @@ fn matches_transformers_goldens() {
 
         let logits = m
             .model
-            .forward_padded(std::slice::from_ref(&ids), 0, Mode::Train)
+            .forward(Batch::padded(std::slice::from_ref(&ids), 0), Forward::TRAIN)
             .unwrap()
             .squeeze(0)
             .unwrap();
@@ -141,7 +141,7 @@ fn matches_transformers_goldens() {
         for _ in 0..24 {
             let logits = m
                 .model
-                .forward_padded(&[seq.clone()], 0, Mode::Inference)
+                .forward(Batch::padded(&[seq.clone()], 0), Forward::INFERENCE)
                 .unwrap();
             let last = logits
                 .narrow(1, seq.len() - 1, 1)
@@ -172,8 +172,14 @@ fn inference_mode_matches_train_mode() {
         vec![1u32, 9690, 198, 2683, 359],
         vec![504, 3458, 282, 4649, 314, 7, 8, 9],
     ];
-    let a = m.model.forward_padded(&rows, 2, Mode::Train).unwrap();
-    let b = m.model.forward_padded(&rows, 2, Mode::Inference).unwrap();
+    let a = m
+        .model
+        .forward(Batch::padded(&rows, 2), Forward::TRAIN)
+        .unwrap();
+    let b = m
+        .model
+        .forward(Batch::padded(&rows, 2), Forward::INFERENCE)
+        .unwrap();
     // Compare only the real (unpadded) positions.
     for (i, r) in rows.iter().enumerate() {
         let d = (a.get(i).unwrap().narrow(0, 0, r.len()).unwrap()
@@ -188,7 +194,10 @@ fn inference_mode_matches_train_mode() {
         assert!(d < 1e-4, "row {i}: fused vs composed max diff {d}");
     }
     // Padding does not change a row's logits.
-    let single = m.model.forward_padded(&rows[..1], 2, Mode::Train).unwrap();
+    let single = m
+        .model
+        .forward(Batch::padded(&rows[..1], 2), Forward::TRAIN)
+        .unwrap();
     let d = (single.get(0).unwrap() - a.get(0).unwrap().narrow(0, 0, rows[0].len()).unwrap())
         .unwrap()
         .abs()

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use rlvr_models::{Mode, Model, TextTokenizer};
+use rlvr_models::{Batch, Forward, Model, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::block_manager::BlockManager;
@@ -704,7 +704,11 @@ impl Engine {
         let mut attn = self.kv.attention(layout);
         let hidden = self
             .model
-            .hidden(&input, &pos, attn.as_mut(), Mode::Inference)?;
+            .hidden(
+                Batch::injected(&input, &pos, attn.as_mut()),
+                Forward::INFERENCE,
+            )?
+            .states;
         drop(attn);
         if sample_rows.is_empty() {
             // A prefill chunk that completes no prompt: only its KV writes matter (and a
@@ -721,7 +725,7 @@ impl Engine {
             .ctx("select rows")?;
         let logits = self
             .model
-            .logits_from_hidden_native(&picked)?
+            .logits_native(&picked)?
             .squeeze(0)
             .ctx("logits")?;
         let rows = logits_to_host(&logits);

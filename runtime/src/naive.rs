@@ -1,7 +1,7 @@
 //! Full-recompute generation (no KV cache): the reference the paged engine is tested against,
 //! and the no-cache baseline of `rlvr bench rollout`.
 
-use rlvr_models::{Mode, Model};
+use rlvr_models::{Batch, Forward, Model};
 
 use crate::error::{Ctx, Result};
 use crate::rng::SeqRng;
@@ -37,7 +37,7 @@ pub fn generate_naive(
     while done.iter().any(|d| !d) {
         let live: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
         let rows: Vec<Vec<u32>> = live.iter().map(|&i| seqs[i].clone()).collect();
-        let logits = model.forward_padded(&rows, 0, Mode::Inference)?;
+        let logits = model.forward(Batch::padded(&rows, 0), Forward::INFERENCE)?;
         for (bi, &i) in live.iter().enumerate() {
             let last = seqs[i].len() - 1;
             let row: Vec<f32> = logits

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use rlvr_models::{Architecture, Mode, Model, ModelConfig};
+use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 use rlvr_runtime::cuda_backend::CudaKvCache;
 use rlvr_runtime::paged_attention::{KvBackend, StepLayout, TokenSlot};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
@@ -109,7 +109,10 @@ fn drive(model: &Model, kv: &mut CudaKvCache, full: &Tensor, seqs: &[Vec<u32>]) 
         let pos = Tensor::from_vec(pos, (1, t), &dev).unwrap();
         let mut attn = kv.attention(&layout);
         let logits = model
-            .forward(&ids, &pos, attn.as_mut(), Mode::Inference)
+            .forward(
+                Batch::injected(&ids, &pos, attn.as_mut()),
+                Forward::INFERENCE,
+            )
             .unwrap()
             .squeeze(0)
             .unwrap();
@@ -168,7 +171,9 @@ fn paged_matches_full_forward() {
                     .enumerate()
                     .map(|(i, &n)| prompt(n, i as u32))
                     .collect();
-                let full = model.forward_padded(&seqs, 0, Mode::Inference).unwrap();
+                let full = model
+                    .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
+                    .unwrap();
                 let mut kv = CudaKvCache::new(&cfg, 64, bs, dtype, &dev).unwrap();
                 assert_eq!(kv.kernel_decode(), CudaKvCache::kernel_supports(hd, bs));
                 kv.set_kernel_decode(kernel).unwrap();
@@ -197,7 +202,9 @@ fn f32_paged_matches_cpu_forward() {
         .enumerate()
         .map(|(i, &n)| prompt(n, i as u32))
         .collect();
-    let full_cpu = cpu.forward_padded(&seqs, 0, Mode::Inference).unwrap();
+    let full_cpu = cpu
+        .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
+        .unwrap();
     let mut kv = CudaKvCache::new(&cfg, 32, 16, DType::F32, &dev).unwrap();
     let (worst, scale) = drive(&model, &mut kv, &full_cpu.to_device(&dev).unwrap(), &seqs);
     println!("f32 CUDA paged vs CPU full: max |Δlogit| {worst:.3e} (max |logit| {scale:.2})");
@@ -316,7 +323,10 @@ fn bf16_engine_logprobs_match_full_scoring() {
         let mut ids = c.prompt_token_ids.clone();
         ids.extend(&c.token_ids);
         let logits = model
-            .forward_padded(std::slice::from_ref(&ids), 0, Mode::Inference)
+            .forward(
+                Batch::padded(std::slice::from_ref(&ids), 0),
+                Forward::INFERENCE,
+            )
             .unwrap()
             .squeeze(0)
             .unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
-use rlvr_models::{load_source, ChatMessage, Mode, ModelSource};
+use rlvr_models::{load_source, Batch, ChatMessage, Forward, ModelSource};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 use serde_json::Value;
 
@@ -100,7 +100,10 @@ fn default_model_greedy_and_logprobs() {
         let mut ids = prompt.clone();
         ids.extend(&c.token_ids);
         let logits = model
-            .forward_padded(std::slice::from_ref(&ids), 0, Mode::Inference)
+            .forward(
+                Batch::padded(std::slice::from_ref(&ids), 0),
+                Forward::INFERENCE,
+            )
             .unwrap()
             .squeeze(0)
             .unwrap();

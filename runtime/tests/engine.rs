@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use rlvr_models::{Architecture, Mode, Model, ModelConfig};
+use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 use rlvr_runtime::naive::generate_naive;
 use rlvr_runtime::paged_attention::{CpuKvCache, KvBackend, StepLayout, TokenSlot};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
@@ -63,7 +63,9 @@ fn paged_decode_equals_full_forward() {
                     .collect()
             })
             .collect();
-        let full = model.forward_padded(&seqs, 0, Mode::Inference).unwrap();
+        let full = model
+            .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
+            .unwrap();
         let mut worst = 0f32;
         let mut run = |positions: Vec<(usize, usize)>, kv: &mut CpuKvCache| {
             let layout = StepLayout {
@@ -84,7 +86,10 @@ fn paged_decode_equals_full_forward() {
             let pos = Tensor::from_vec(pos, (1, t), &Device::Cpu).unwrap();
             let mut attn = kv.attention(&layout);
             let logits = model
-                .forward(&ids, &pos, attn.as_mut(), Mode::Inference)
+                .forward(
+                    Batch::injected(&ids, &pos, attn.as_mut()),
+                    Forward::INFERENCE,
+                )
                 .unwrap()
                 .squeeze(0)
                 .unwrap();
@@ -222,7 +227,7 @@ fn seeded_sampling_equals_naive_and_scores() {
         let mut ids = c.prompt_token_ids.clone();
         ids.extend(&c.token_ids);
         let logits = model
-            .forward_padded(&[ids.clone()], 0, Mode::Train)
+            .forward(Batch::padded(&[ids.clone()], 0), Forward::TRAIN)
             .unwrap()
             .squeeze(0)
             .unwrap();

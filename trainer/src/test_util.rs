@@ -1,7 +1,7 @@
 //! Test helpers: tiny random models, a naive full-recompute sampler and a toy verifiable task.
 
 use candle_core::{DType, Device, Tensor};
-use rlvr_models::{Architecture, Mode, Model, ModelConfig};
+use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 
 use crate::config::TrainerConfig;
 use crate::data::{ScoredGroup, ScoredSample};
@@ -88,7 +88,7 @@ pub fn naive_sample(
         }
         let batch: Vec<Vec<u32>> = active.iter().map(|&i| rows[i].clone()).collect();
         let logits = model
-            .forward_padded(&batch, 0, Mode::Inference)
+            .forward(Batch::padded(&batch, 0), Forward::INFERENCE)
             .expect("forward");
         let (b, s, _) = logits.dims3().expect("dims");
         let last = logits

@@ -14,7 +14,7 @@ use rlvr_models::logprobs::{
     target_stats_backward_in_place,
 };
 use rlvr_models::model::HiddenTape;
-use rlvr_models::{Mode, Model};
+use rlvr_models::{Batch, Forward, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::batch_advantages;
@@ -687,43 +687,33 @@ fn completion_index(rows: &[Vec<u32>], prompt_lens: &[usize], s: usize) -> (Vec<
 }
 
 /// Logits `[N, V]` (f32) predicting the completion tokens (positions `prompt_lens[i]..` of
-/// `rows[i]`), and the `N` targets. The LM head runs only on those N positions. `grad`: record
-/// the autograd graph (Train mode); without it a Train mode forward still gives the training
-/// numerics, bit for bit.
+/// `rows[i]`), and the `N` targets. The LM head runs only on those N positions, with the
+/// numerics and gradient of `fwd` (a Train-numerics forward without a graph gives the training
+/// values bit for bit).
 pub(crate) fn completion_logits_rows(
     model: &Model,
     rows: &[Vec<u32>],
     prompt_lens: &[usize],
     pad_id: u32,
-    mode: Mode,
-    grad: bool,
+    fwd: Forward,
 ) -> Result<(Tensor, Vec<u32>)> {
-    let hidden = if grad {
-        model.hidden_padded(rows, pad_id, mode)?
-    } else {
-        model.hidden_padded_no_grad(rows, pad_id, mode)?
-    };
+    let hidden = model.hidden(Batch::padded(rows, pad_id), fwd)?.states;
     let (b, s, h) = hidden.dims3()?;
     let (idx, tgt) = completion_index(rows, prompt_lens, s);
     let idx = Tensor::from_vec(idx, tgt.len(), hidden.device())?;
     let sel = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
-    let logits = match (grad, mode) {
-        (true, _) | (false, Mode::Inference) => model.logits_from_hidden(&sel, mode)?,
-        (false, Mode::Train) => model.logits_from_hidden_no_grad(&sel)?,
-    };
-    Ok((logits, tgt))
+    Ok((model.logits(&sel, fwd)?, tgt))
 }
 
 fn completion_logits(
     model: &Model,
     seqs: &[Seq],
     pad_id: u32,
-    mode: Mode,
-    grad: bool,
+    fwd: Forward,
 ) -> Result<(Tensor, Vec<u32>)> {
     let rows: Vec<Vec<u32>> = seqs.iter().map(|q| q.row.clone()).collect();
     let prompt_lens: Vec<usize> = seqs.iter().map(|q| q.prompt_len).collect();
-    completion_logits_rows(model, &rows, &prompt_lens, pad_id, mode, grad)
+    completion_logits_rows(model, &rows, &prompt_lens, pad_id, fwd)
 }
 
 fn split_per_seq(seqs: &[Seq], flat: Vec<f64>) -> Vec<Vec<f64>> {
@@ -741,12 +731,12 @@ fn proximal_forward(
     seqs: &[Seq],
     cfg: &TrainerConfig,
 ) -> Result<(Vecs, Vecs, Vecs)> {
-    let mode = if cfg.proximal_fused_kernels {
-        Mode::Inference
+    let fwd = if cfg.proximal_fused_kernels {
+        Forward::INFERENCE
     } else {
-        Mode::Train
+        Forward::TRAIN_NO_GRAD
     };
-    let (sel, tgt) = completion_logits(model, seqs, cfg.pad_id, mode, false)?;
+    let (sel, tgt) = completion_logits(model, seqs, cfg.pad_id, fwd)?;
     let (l1, ent) = target_logprobs_entropy_host(&sel, &tgt, 1.0)?;
     let lt = if cfg.temperature == 1.0 {
         l1.clone()
@@ -773,8 +763,7 @@ pub(crate) fn train_forward_rows(
     keep_entropy: bool,
 ) -> Result<MicroOut> {
     if !use_tape(model) {
-        let (sel, tgt) =
-            completion_logits_rows(model, rows, prompt_lens, pad_id, Mode::Train, true)?;
+        let (sel, tgt) = completion_logits_rows(model, rows, prompt_lens, pad_id, Forward::TRAIN)?;
         let (l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
         return Ok(MicroOut {
             l_theta,
@@ -782,14 +771,16 @@ pub(crate) fn train_forward_rows(
             taped: None,
         });
     }
-    let (hidden, tape) = model.hidden_padded_taped(rows, pad_id)?;
+    let (hidden, tape) = model
+        .hidden(Batch::padded(rows, pad_id), Forward::TRAIN_TAPED)?
+        .into_taped()?;
     let (b, s, h) = hidden.dims3()?;
     let (idx, targets) = completion_index(rows, prompt_lens, s);
     let idx = Tensor::from_vec(idx, targets.len(), hidden.device())?;
     let sel = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
     drop(hidden);
     // Detached LM head (as in the proximal pass, so values match bit for bit).
-    let logits = model.logits_from_hidden_no_grad(&sel)?;
+    let logits = model.logits(&sel, Forward::TRAIN_NO_GRAD)?;
     let stats = Var::from_tensor(&target_stats(&logits, &targets, temperature)?)?;
     let l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
     let entropy = stats.as_tensor().narrow(1, 1, 1)?.squeeze(1)?;
