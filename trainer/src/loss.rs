@@ -132,6 +132,17 @@ pub struct SurrogateStats {
     pub ratio_max_abs_dev: f64,
 }
 
+impl SurrogateStats {
+    /// Add the counters of another evaluation (micro-batch or mini-batch) to these.
+    pub fn merge(&mut self, other: &SurrogateStats) {
+        self.tokens += other.tokens;
+        self.clipped += other.clipped;
+        self.band_masked += other.band_masked;
+        self.ratio_sum += other.ratio_sum;
+        self.ratio_max_abs_dev = self.ratio_max_abs_dev.max(other.ratio_max_abs_dev);
+    }
+}
+
 /// Unclipped tokens with |log-ratio| beyond 20 keep their value but get no gradient (counted as
 /// clipped), so the backward stays finite.
 pub const MAX_LOG_RATIO: f64 = 20.0;
