@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use super::*;
 use crate::rng::SplitMix64;
 use candle_core::{DType, Device};
@@ -127,11 +129,11 @@ fn clipping_reports_pre_and_post_norms() {
     // Non-finite gradients skip the step entirely.
     let mut bad = grads(1, &ps);
     bad[0] = Some((bad[0].as_ref().unwrap() * f64::NAN).unwrap());
-    let m_before = bits(&opt.params()[1].m);
+    let m_before = bits(&opt.params()[1].first_moment);
     let st = opt.step(&bad).unwrap();
     assert!(st.skipped_nonfinite);
     assert_eq!(opt.t(), 1);
-    assert_eq!(bits(&opt.params()[1].m), m_before);
+    assert_eq!(bits(&opt.params()[1].first_moment), m_before);
 }
 
 // §4.2.3: dense moments, and z = 0 leaves the parameter unchanged.
@@ -148,11 +150,21 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
         a.step(&grads(step, &pa)).unwrap();
         let st = m.step(&grads(step, &pm)).unwrap();
         for (x, y) in a.params().iter().zip(m.params()) {
-            assert_eq!(bits(&x.m), bits(&y.m), "m of {} at step {step}", x.name);
-            assert_eq!(bits(&x.v), bits(&y.v), "v of {} at step {step}", x.name);
+            assert_eq!(
+                bits(&x.first_moment),
+                bits(&y.first_moment),
+                "m of {} at step {step}",
+                x.name
+            );
+            assert_eq!(
+                bits(&x.second_moment),
+                bits(&y.second_moment),
+                "v of {} at step {step}",
+                x.name
+            );
         }
         for (i, p) in m.params().iter().enumerate() {
-            if p.last_z == Some(false) {
+            if p.last_mask == Some(false) {
                 saw_skip = true;
                 assert_eq!(
                     bits(p.var.as_tensor()),
@@ -209,7 +221,7 @@ fn exclusions_get_the_full_base_step() {
         m.step(&grads(step, &pm)).unwrap();
         for (i, p) in m.params().iter().enumerate() {
             let excluded = p.name.contains("embed") || p.name.contains("norm");
-            assert_eq!(p.s.is_none(), excluded, "{}", p.name);
+            assert_eq!(p.align_score.is_none(), excluded, "{}", p.name);
             assert_eq!(p.masked, !excluded);
             if excluded {
                 assert_eq!(
@@ -250,12 +262,12 @@ fn state_restore_continues_the_same_stream() {
         let za: Vec<_> = a
             .params()
             .iter()
-            .map(|p| (p.last_z, p.s.map(f64::to_bits)))
+            .map(|p| (p.last_mask, p.align_score.map(f64::to_bits)))
             .collect();
         let zb: Vec<_> = b
             .params()
             .iter()
-            .map(|p| (p.last_z, p.s.map(f64::to_bits)))
+            .map(|p| (p.last_mask, p.align_score.map(f64::to_bits)))
             .collect();
         assert_eq!(za, zb);
     }
@@ -281,7 +293,7 @@ fn dense_weight_decay_moves_skipped_tensors() {
         let lr = opt.next_lr();
         opt.step(&grads(step, &ps)).unwrap();
         for (i, p) in opt.params().iter().enumerate() {
-            if p.last_z == Some(false) {
+            if p.last_mask == Some(false) {
                 let expect = before[i].affine(1.0 - lr * 0.1, 0.0).unwrap();
                 let got = p.var.as_detached_tensor();
                 let d = (got - expect).unwrap().abs().unwrap().max_all().unwrap();
@@ -304,7 +316,7 @@ fn bf16_weights_keep_an_f32_master_copy() {
         opt.step(&grads(step, &ps)).unwrap();
     }
     let p = &opt.params()[1];
-    assert_eq!(p.m.dtype(), DType::F32);
+    assert_eq!(p.first_moment.dtype(), DType::F32);
     assert_ne!(
         bits(p.master.as_ref().unwrap()),
         w0,
@@ -346,7 +358,7 @@ fn fused_cpu_step_equals_the_composed_ops() {
                     .chain(
                         opt.params()
                             .iter()
-                            .flat_map(|p| [values(&p.m), values(&p.v)]),
+                            .flat_map(|p| [values(&p.first_moment), values(&p.second_moment)]),
                     )
                     .collect();
                 (state, stats)

@@ -398,7 +398,8 @@ fn empty_valid_set_skips_the_step() {
     assert_eq!(tr.optimizer().t(), 0);
     for p in tr.optimizer().params() {
         assert_eq!(
-            p.m.abs()
+            p.first_moment
+                .abs()
                 .unwrap()
                 .max_all()
                 .unwrap()
@@ -406,7 +407,11 @@ fn empty_valid_set_skips_the_step() {
                 .unwrap(),
             0.0
         );
-        assert_eq!(p.s, p.masked.then_some(0.5), "no Magma state update");
+        assert_eq!(
+            p.align_score,
+            p.masked.then_some(0.5),
+            "no Magma state update"
+        );
     }
     assert_eq!(weight_bits(&model), before);
     // (b) Every token masked by IcePop (behaviour log-probs far from the trainer's).
@@ -519,7 +524,7 @@ fn magma_masks_attention_and_mlp_matrices_of_the_model() {
         .optimizer()
         .params()
         .iter()
-        .filter(|p| p.s.is_some())
+        .filter(|p| p.align_score.is_some())
         .map(|p| p.name.as_str())
         .collect();
     assert_eq!(masked.len(), 2 * 7);
@@ -637,8 +642,8 @@ fn resume_is_bit_identical() {
             .iter()
             .zip(tr_b.optimizer().params())
         {
-            assert_eq!(f64_bits(&x.m), f64_bits(&y.m));
-            assert_eq!(f64_bits(&x.v), f64_bits(&y.v));
+            assert_eq!(f64_bits(&x.first_moment), f64_bits(&y.first_moment));
+            assert_eq!(f64_bits(&x.second_moment), f64_bits(&y.second_moment));
         }
         assert_eq!(tr_a.rng, tr_b.rng);
     }
