@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{accumulation_dtype, add_grad, micro_grads, train_forward_rows};
+use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -152,11 +152,7 @@ fn summed_grads(
         let prompt_lens = vec![1; chunk.len()];
         let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false)?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
-        for (a, g) in acc.iter_mut().zip(micro_grads(model, fwd, &loss)?) {
-            if let Some(g) = g {
-                add_grad(a, accumulation_dtype(g)?)?;
-            }
-        }
+        accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }
     Ok(acc)
 }

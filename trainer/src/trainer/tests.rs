@@ -1,10 +1,16 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::forward::FORCE_AUTOGRAD;
+use super::prepare::Prepared;
 use super::*;
 use crate::config::ProximalMode;
 use crate::correction::CorrectionMode;
+use crate::error::TrainerError;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
 use crate::test_util::*;
-use candle_core::{Device, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rlvr_models::Model;
 
 fn f64_bits(t: &Tensor) -> Vec<u64> {
