@@ -61,8 +61,8 @@ fn update_moments(p: &mut ParamState, grad: &Tensor, ctx: &StepCtx) -> Result<Ne
         let (m, v) = (&p.first_moment, &p.second_moment);
         if let Some(fused) = fused::moments(m, v, grad, ctx.clip, &ctx.cfg.adamw)? {
             let cosine = fused.cosine();
-            p.first_moment = fused.m;
-            p.second_moment = fused.v;
+            p.first_moment = fused.first_moment;
+            p.second_moment = fused.second_moment;
             return Ok(NewMoments::Fused { cosine });
         }
     }
