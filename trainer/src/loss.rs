@@ -5,7 +5,7 @@
 //! aggregation weight (0 for masked tokens). The clipped branch (`Â>0 ∧ u>1+ε_high` or
 //! `Â<0 ∧ u<1−ε_low`, strict) contributes its constant value and an exactly zero gradient.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::AdvantageMode;
@@ -223,19 +223,6 @@ pub fn k3_kl(l_theta: &Tensor, l_ref: &[f64], weights: &[f64]) -> Result<Tensor>
 pub fn weighted_sum(x: &Tensor, weights: &[f64]) -> Result<Tensor> {
     let w = Tensor::from_slice(weights, weights.len(), x.device())?.to_dtype(x.dtype())?;
     (x * w)?.sum_all()
-}
-
-/// Log-softmax over the last dim, in the input's dtype, from autograd-capable ops.
-pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
-}
-
-/// Entropy of each row of log-probs `[N, V]`: `[N]`.
-pub fn entropy_rows(log_probs: &Tensor) -> Result<Tensor> {
-    (log_probs.exp()? * log_probs)?.sum(D::Minus1)?.neg()
 }
 
 #[cfg(test)]

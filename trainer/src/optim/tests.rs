@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::rng::SplitMix64;
+use crate::test_util::f64_bits;
 use candle_core::{DType, Device};
 
 const NAMES: [&str; 4] = [
@@ -44,18 +45,6 @@ fn grads(step: u64, ps: &[(String, Var)]) -> Vec<Option<Tensor>> {
                     .unwrap(),
             )
         })
-        .collect()
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-        .into_iter()
-        .map(f64::to_bits)
         .collect()
 }
 
@@ -129,11 +118,11 @@ fn clipping_reports_pre_and_post_norms() {
     // Non-finite gradients skip the step entirely.
     let mut bad = grads(1, &ps);
     bad[0] = Some((bad[0].as_ref().unwrap() * f64::NAN).unwrap());
-    let m_before = bits(&opt.params()[1].first_moment);
+    let m_before = f64_bits(&opt.params()[1].first_moment);
     let st = opt.step(&bad).unwrap();
     assert!(st.skipped_nonfinite);
     assert_eq!(opt.t(), 1);
-    assert_eq!(bits(&opt.params()[1].first_moment), m_before);
+    assert_eq!(f64_bits(&opt.params()[1].first_moment), m_before);
 }
 
 // §4.2.3: dense moments, and z = 0 leaves the parameter unchanged.
@@ -145,20 +134,20 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
     let mut m = Optimizer::new(pm.clone(), cfg(OptimizerKind::Magma)).unwrap();
     let mut saw_skip = false;
     for step in 0..20 {
-        let before: Vec<Vec<u64>> = pm.iter().map(|(_, v)| bits(v.as_tensor())).collect();
+        let before: Vec<Vec<u64>> = pm.iter().map(|(_, v)| f64_bits(v.as_tensor())).collect();
         // Same gradient sequence: what the gradients are is irrelevant to the moments' identity.
         a.step(&grads(step, &pa)).unwrap();
         let st = m.step(&grads(step, &pm)).unwrap();
         for (x, y) in a.params().iter().zip(m.params()) {
             assert_eq!(
-                bits(&x.first_moment),
-                bits(&y.first_moment),
+                f64_bits(&x.first_moment),
+                f64_bits(&y.first_moment),
                 "m of {} at step {step}",
                 x.name
             );
             assert_eq!(
-                bits(&x.second_moment),
-                bits(&y.second_moment),
+                f64_bits(&x.second_moment),
+                f64_bits(&y.second_moment),
                 "v of {} at step {step}",
                 x.name
             );
@@ -167,7 +156,7 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
             if p.last_mask == Some(false) {
                 saw_skip = true;
                 assert_eq!(
-                    bits(p.var.as_tensor()),
+                    f64_bits(p.var.as_tensor()),
                     before[i],
                     "{} moved with z = 0",
                     p.name
@@ -180,7 +169,7 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
     }
     assert!(saw_skip);
     // Weights moved differently, of course.
-    assert_ne!(bits(pa[1].1.as_tensor()), bits(pm[1].1.as_tensor()));
+    assert_ne!(f64_bits(pa[1].1.as_tensor()), f64_bits(pm[1].1.as_tensor()));
 }
 
 // §4.2.4: Magma with mask and s forced to 1, and SkipUpdate with p = 1, are AdamW.
@@ -202,9 +191,9 @@ fn reductions_to_adamw() {
         m.step(&grads(step, &pm)).unwrap();
         s.step(&grads(step, &ps)).unwrap();
         for i in 0..pa.len() {
-            let x = bits(pa[i].1.as_tensor());
-            assert_eq!(x, bits(pm[i].1.as_tensor()));
-            assert_eq!(x, bits(ps[i].1.as_tensor()));
+            let x = f64_bits(pa[i].1.as_tensor());
+            assert_eq!(x, f64_bits(pm[i].1.as_tensor()));
+            assert_eq!(x, f64_bits(ps[i].1.as_tensor()));
         }
     }
 }
@@ -225,8 +214,8 @@ fn exclusions_get_the_full_base_step() {
             assert_eq!(p.masked, !excluded);
             if excluded {
                 assert_eq!(
-                    bits(pa[i].1.as_tensor()),
-                    bits(p.var.as_tensor()),
+                    f64_bits(pa[i].1.as_tensor()),
+                    f64_bits(p.var.as_tensor()),
                     "{}",
                     p.name
                 );
@@ -272,7 +261,7 @@ fn state_restore_continues_the_same_stream() {
         assert_eq!(za, zb);
     }
     for i in 0..pa.len() {
-        assert_eq!(bits(pa[i].1.as_tensor()), bits(pb[i].1.as_tensor()));
+        assert_eq!(f64_bits(pa[i].1.as_tensor()), f64_bits(pb[i].1.as_tensor()));
     }
     assert_eq!(a.mask_rng(), b.mask_rng());
 }
@@ -311,14 +300,14 @@ fn bf16_weights_keep_an_f32_master_copy() {
     let mut c = cfg(OptimizerKind::AdamW);
     c.lr = 1e-5; // far below bf16 resolution of weights near 1
     let mut opt = Optimizer::new(ps.clone(), c).unwrap();
-    let w0 = bits(opt.params()[1].master.as_ref().unwrap());
+    let w0 = f64_bits(opt.params()[1].master.as_ref().unwrap());
     for step in 0..5 {
         opt.step(&grads(step, &ps)).unwrap();
     }
     let p = &opt.params()[1];
     assert_eq!(p.first_moment.dtype(), DType::F32);
     assert_ne!(
-        bits(p.master.as_ref().unwrap()),
+        f64_bits(p.master.as_ref().unwrap()),
         w0,
         "the master copy accumulates tiny steps"
     );

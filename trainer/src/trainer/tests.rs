@@ -13,18 +13,6 @@ use crate::test_util::*;
 use candle_core::{DType, Device, Tensor, Var};
 use rlvr_models::Model;
 
-fn f64_bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-        .into_iter()
-        .map(f64::to_bits)
-        .collect()
-}
-
 fn preset_config(loss: LossPreset) -> TrainerConfig {
     let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
     c.loss = loss;
@@ -50,6 +38,21 @@ fn randn_like(v: &Var, rng: &mut crate::rng::SplitMix64) -> Tensor {
         .unwrap()
         .to_dtype(v.dtype())
         .unwrap()
+}
+
+/// `max |x|` of an f64 tensor.
+fn max_abs_of(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// `max |g|` over all gradients.
+fn max_abs(grads: &[Option<Tensor>]) -> f64 {
+    grads.iter().flatten().map(max_abs_of).fold(0.0, f64::max)
 }
 
 fn dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
@@ -245,32 +248,14 @@ fn gradient_does_not_depend_on_the_micro_batch_split() {
             results.push((o.loss, o.grads.unwrap()));
         }
         let (l0, g0) = &results[0];
-        let gmax = g0
-            .iter()
-            .flatten()
-            .map(|g| {
-                g.abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            })
-            .fold(0.0, f64::max);
+        let gmax = max_abs(g0);
         for (l, g) in &results[1..] {
             assert!(
                 (l - l0).abs() <= 1e-6 * l0.abs().max(1e-12),
                 "{preset:?}: {l} vs {l0}"
             );
             for (x, y) in g.iter().zip(g0) {
-                let d = (x.as_ref().unwrap() - y.as_ref().unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
+                let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
                 assert!(
                     d <= 1e-6 * gmax,
                     "{preset:?}: max diff {d} vs max grad {gmax}"
@@ -314,27 +299,9 @@ fn hand_written_backward_matches_autograd() {
         (b.stats.clipped, b.stats.tokens)
     );
     let (ga, gb) = (a.grads.unwrap(), b.grads.unwrap());
-    let gmax = gb
-        .iter()
-        .flatten()
-        .map(|g| {
-            g.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        })
-        .fold(0.0, f64::max);
+    let gmax = max_abs(&gb);
     for ((x, y), (name, _)) in ga.iter().zip(&gb).zip(model.named_vars()) {
-        let d = (x.as_ref().unwrap() - y.as_ref().unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
         assert!(d <= 1e-6 * gmax, "{name}: max diff {d} vs max grad {gmax}");
     }
 }
