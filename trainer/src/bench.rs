@@ -1,5 +1,8 @@
 //! Throughput benchmark of the training path: forward+backward tokens/s and optimizer step time
 //! for AdamW vs Magma, on any model. The optimizers run at lr = 0, so the weights are unchanged.
+//!
+//! Owns the benchmark's batch and report. Must not know losses or rollouts: it times the
+//! trainer's own forward/backward ([`crate::trainer`]) and the optimizer as they are.
 
 use std::time::Instant;
 

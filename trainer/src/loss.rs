@@ -4,6 +4,9 @@
 //! `L = −Σ_t w_t · c_t · min(u_t Â, clip(u_t, 1−ε_low, 1+ε_high) Â)`, where `w_t` is the
 //! aggregation weight (0 for masked tokens). The clipped branch (`Â>0 ∧ u>1+ε_high` or
 //! `Â<0 ∧ u<1−ε_low`, strict) contributes its constant value and an exactly zero gradient.
+//!
+//! Owns the loss arithmetic on a vector of ℓ_θ. Must not know the model, the batch layout or the
+//! optimizer: per-token constants and weights come in, a scalar loss goes out.
 
 use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};

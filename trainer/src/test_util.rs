@@ -1,4 +1,7 @@
 //! Test helpers: tiny random models, a naive full-recompute sampler and a toy verifiable task.
+//!
+//! Owns the test fixtures and the reference (unfused) log-softmax and entropy. Must not be
+//! reached from non-test code (it is `cfg(test)`).
 
 use candle_core::{DType, Device, Tensor, D};
 use rlvr_models::{Architecture, Mode, Model, ModelConfig};

@@ -82,10 +82,6 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         self.reference = Some(reference);
     }
 
-    pub fn policy_version_handle(&self) -> Arc<AtomicU64> {
-        self.policy_version.clone()
-    }
-
     pub fn policy_version(&self) -> u64 {
         self.policy_version.load(Ordering::SeqCst)
     }
