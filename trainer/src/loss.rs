@@ -167,48 +167,49 @@ pub fn surrogate_loss(
     if l_vals.len() != terms.len() {
         candle_core::bail!("{} log-probs for {} token terms", l_vals.len(), terms.len());
     }
-    let mut coef = Vec::with_capacity(terms.len());
+    // Per token, the coefficient of u in the differentiable part (0: no gradient).
+    let mut coefs = Vec::with_capacity(terms.len());
     // Tokens without gradient read ℓ_prox := ℓ_θ's value, so their u is exactly 1 (never inf·0).
     let mut prox = Vec::with_capacity(terms.len());
     let mut constant = 0.0;
-    let mut st = SurrogateStats::default();
-    for (&l, t) in l_vals.iter().zip(terms) {
-        if t.agg_weight == 0.0 {
-            coef.push(0.0);
+    let mut stats = SurrogateStats::default();
+    for (&l, term) in l_vals.iter().zip(terms) {
+        if term.agg_weight == 0.0 {
+            coefs.push(0.0);
             prox.push(l);
             continue;
         }
-        let log_ratio = l - t.l_prox;
+        let log_ratio = l - term.l_prox;
         let u = log_ratio.exp();
-        st.tokens += 1;
-        st.ratio_sum += u;
-        st.ratio_max_abs_dev = st.ratio_max_abs_dev.max((u - 1.0).abs());
-        let k = -t.agg_weight * t.is_weight * t.advantage;
+        stats.tokens += 1;
+        stats.ratio_sum += u;
+        stats.ratio_max_abs_dev = stats.ratio_max_abs_dev.max((u - 1.0).abs());
+        let coef = -term.agg_weight * term.is_weight * term.advantage;
         if clip.band_mask && !(u > 1.0 - clip.eps_low && u < 1.0 + clip.eps_high) {
-            st.band_masked += 1;
-            coef.push(0.0);
+            stats.band_masked += 1;
+            coefs.push(0.0);
             prox.push(l);
-        } else if is_clipped(u, t.advantage, clip) {
-            st.clipped += 1;
-            coef.push(0.0);
+        } else if is_clipped(u, term.advantage, clip) {
+            stats.clipped += 1;
+            coefs.push(0.0);
             prox.push(l);
-            constant += k * u.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
+            constant += coef * u.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
         } else if log_ratio.abs() > MAX_LOG_RATIO {
-            st.clipped += 1;
-            coef.push(0.0);
+            stats.clipped += 1;
+            coefs.push(0.0);
             prox.push(l);
-            constant += k * u;
+            constant += coef * u;
         } else {
-            coef.push(k);
-            prox.push(t.l_prox);
+            coefs.push(coef);
+            prox.push(term.l_prox);
         }
     }
     let dev = l_theta.device();
     let prox = Tensor::from_vec(prox, l_vals.len(), dev)?.to_dtype(dtype)?;
-    let coef = Tensor::from_vec(coef, l_vals.len(), dev)?.to_dtype(dtype)?;
+    let coefs = Tensor::from_vec(coefs, l_vals.len(), dev)?.to_dtype(dtype)?;
     let u = (l_theta - prox)?.exp()?;
-    let loss = (u * coef)?.sum_all()?.affine(1.0, constant)?;
-    Ok((loss, st))
+    let loss = (u * coefs)?.sum_all()?.affine(1.0, constant)?;
+    Ok((loss, stats))
 }
 
 /// `Σ_t w_t · k3_t` with `k3 = e^{ℓ_ref − ℓ_θ} − (ℓ_ref − ℓ_θ) − 1` (KL to a frozen reference).

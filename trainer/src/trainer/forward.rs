@@ -290,14 +290,14 @@ fn taped_backward(
         temperature,
     )?;
     let head = model.lm_head_index();
-    let w = model.vars()[head].as_detached_tensor();
-    let dt = w.dtype();
-    let d_logits = d_logits.to_dtype(dt)?;
-    let d_sel = d_logits.matmul(&w)?;
-    let d_w = d_logits.t()?.matmul(&completion.hidden.to_dtype(dt)?)?;
+    let head_weight = model.vars()[head].as_detached_tensor();
+    let dtype = head_weight.dtype();
+    let d_logits = d_logits.to_dtype(dtype)?;
+    let d_sel = d_logits.matmul(&head_weight)?;
+    let d_head = d_logits.t()?.matmul(&completion.hidden.to_dtype(dtype)?)?;
     drop(d_logits);
-    add_grad(&mut out[head], d_w)?;
-    let d_hidden = Tensor::zeros((b * s, h), dt, w.device())?
+    add_grad(&mut out[head], d_head)?;
+    let d_hidden = Tensor::zeros((b * s, h), dtype, head_weight.device())?
         .index_add(&completion.idx, &d_sel, 0)?
         .reshape((b, s, h))?;
     let decoder = model.backward_hidden(tape, &d_hidden)?;
