@@ -3,8 +3,8 @@
 //! (`policy_version += 1` each) → `train_step += 1`.
 //!
 //! This file owns the [`Trainer`] (its state, locks and counters) and the step loop; the stages
-//! live in [`prepare`] (once per step), [`minibatch`] (one gradient) and [`forward`] (every call
-//! into the model). It must not know the model's internals nor the optimizer's arithmetic.
+//! live in `prepare.rs` (once per step), `minibatch.rs` (one gradient) and `forward.rs` (every
+//! call into the model). It must not know the model's internals nor the optimizer's arithmetic.
 
 mod forward;
 mod metrics;

@@ -3,7 +3,7 @@
 //! the new weights with zero copies.
 //!
 //! This file owns the optimizer's configuration, its per-tensor state and the step: the global
-//! norm and clip, the mask draws, then each tensor's update ([`update`]). It must not know the
+//! norm and clip, the mask draws, then each tensor's update (`update.rs`). It must not know the
 //! model, the loss or the trainer: it sees named `Var`s and gradients aligned with them.
 
 pub mod adamw;
