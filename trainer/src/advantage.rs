@@ -3,6 +3,9 @@
 //! Std convention: the **unbiased** sample std (divide by n − 1), as `torch.std` and verl use; a
 //! group of one sample has std 0. `Â = (R − mean)/(std + eps)`, so an all-equal group gives
 //! exactly 0 (its numerator is exactly 0), never NaN.
+//!
+//! Owns the advantage formulas. Must not know tokens, losses or the model: rewards in,
+//! advantages out.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,8 @@
 //! Throughput benchmark of the training path: forward+backward tokens/s and optimizer step time
 //! for AdamW vs Magma, on any model. The optimizers run at lr = 0, so the weights are unchanged.
+//!
+//! Owns the benchmark's batch and report. Must not know losses or rollouts: it times the
+//! trainer's own forward/backward ([`crate::trainer`]) and the optimizer as they are.
 
 use std::time::Instant;
 
@@ -10,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{accumulation_dtype, add_grad, micro_grads, train_forward_rows};
+use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -59,11 +62,7 @@ pub fn bench_train(
         .clamp(2, 256)
         .min(model.config.max_position_embeddings.max(2));
     let rows_n = (batch_tokens / seq_len).max(1);
-    let mut rng = SplitMix64::new(7);
-    let vocab = model.config.vocab_size;
-    let rows: Vec<Vec<u32>> = (0..rows_n)
-        .map(|_| (0..seq_len).map(|_| rng.below(vocab) as u32).collect())
-        .collect();
+    let rows = random_rows(model.config.vocab_size, rows_n, seq_len);
     let dev = model.device().clone();
     // Every position after the first is a target, through the trainer's own path (hidden
     // states → LM head on the target positions → fused log-prob).
@@ -71,54 +70,15 @@ pub fn bench_train(
         .map_or(rows_n, |t| (t / seq_len).max(1))
         .min(rows_n);
     device_mem::reset_peak(&dev);
-
-    let fwd_bwd = || summed_grads(model, &rows, micro_rows);
-    let sync = |gs: &[Option<Tensor>]| -> Result<()> {
-        if let Some(Some(g)) = gs.first() {
-            g.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
-        }
-        Ok(())
-    };
-    let grads = fwd_bwd()?;
-    sync(&grads)?;
-    drop(grads);
-    let t = Instant::now();
-    let mut grads = Vec::new();
-    for _ in 0..iters {
-        drop(grads);
-        grads = fwd_bwd()?;
-        sync(&grads)?;
-    }
-    let fwd_bwd_s = t.elapsed().as_secs_f64() / iters as f64;
+    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &rows, micro_rows, iters)?;
     let fwd_bwd_peak_mb = device_mem::peak_mib(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
         .named_vars()
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
-    let time_opt = |kind: OptimizerKind| -> Result<(f64, f64)> {
-        let cfg = OptimizerConfig {
-            kind,
-            lr: 0.0,
-            schedule: LrSchedule::Constant { warmup_steps: 0 },
-            ..Default::default()
-        };
-        let mut opt = Optimizer::new(params.clone(), cfg)?;
-        opt.step(&grads)?;
-        let mut overhead = 0.0;
-        let t = Instant::now();
-        for _ in 0..iters {
-            let st = opt.step(&grads)?;
-            overhead += st.magma.map(|m| m.overhead_ms).unwrap_or(0.0);
-        }
-        sync(&grads)?;
-        Ok((
-            t.elapsed().as_secs_f64() * 1e3 / iters as f64,
-            overhead / iters as f64,
-        ))
-    };
-    let (adamw_ms, _) = time_opt(OptimizerKind::AdamW)?;
-    let (magma_ms, magma_overhead) = time_opt(OptimizerKind::Magma)?;
+    let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
+    let (magma_ms, magma_overhead) = time_optimizer(&params, &grads, OptimizerKind::Magma, iters)?;
     let tokens = rows_n * seq_len;
     Ok(BenchReport {
         device: format!("{:?}", dev.location()),
@@ -139,6 +99,71 @@ pub fn bench_train(
     })
 }
 
+/// `n` rows of `len` tokens drawn uniformly from the vocabulary (fixed seed).
+fn random_rows(vocab: usize, n: usize, len: usize) -> Vec<Vec<u32>> {
+    let mut rng = SplitMix64::new(7);
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.below(vocab) as u32).collect())
+        .collect()
+}
+
+/// Wait for the device: read back one gradient.
+fn sync(grads: &[Option<Tensor>]) -> Result<()> {
+    if let Some(Some(g)) = grads.first() {
+        g.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    }
+    Ok(())
+}
+
+/// Seconds per forward+backward after one warm-up, and the last gradients.
+fn time_fwd_bwd(
+    model: &Model,
+    rows: &[Vec<u32>],
+    micro_rows: usize,
+    iters: usize,
+) -> Result<(Vec<Option<Tensor>>, f64)> {
+    let grads = summed_grads(model, rows, micro_rows)?;
+    sync(&grads)?;
+    drop(grads);
+    let timer = Instant::now();
+    let mut grads = Vec::new();
+    for _ in 0..iters {
+        drop(grads);
+        grads = summed_grads(model, rows, micro_rows)?;
+        sync(&grads)?;
+    }
+    Ok((grads, timer.elapsed().as_secs_f64() / iters as f64))
+}
+
+/// Milliseconds per step of a fresh optimizer of `kind` at lr = 0 after one warm-up, and of
+/// that Magma's alignment overhead.
+fn time_optimizer(
+    params: &[(String, candle_core::Var)],
+    grads: &[Option<Tensor>],
+    kind: OptimizerKind,
+    iters: usize,
+) -> Result<(f64, f64)> {
+    let cfg = OptimizerConfig {
+        kind,
+        lr: 0.0,
+        schedule: LrSchedule::Constant { warmup_steps: 0 },
+        ..Default::default()
+    };
+    let mut opt = Optimizer::new(params.to_vec(), cfg)?;
+    opt.step(grads)?;
+    let mut overhead = 0.0;
+    let timer = Instant::now();
+    for _ in 0..iters {
+        let stats = opt.step(grads)?;
+        overhead += stats.magma.map(|m| m.overhead_ms).unwrap_or(0.0);
+    }
+    sync(grads)?;
+    Ok((
+        timer.elapsed().as_secs_f64() * 1e3 / iters as f64,
+        overhead / iters as f64,
+    ))
+}
+
 /// Gradient of the mean negative log-likelihood of `rows` (every token after the first is a
 /// target), summed over micro-batches of `micro_rows` rows in f32.
 fn summed_grads(
@@ -152,11 +177,7 @@ fn summed_grads(
         let prompt_lens = vec![1; chunk.len()];
         let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false)?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
-        for (a, g) in acc.iter_mut().zip(micro_grads(model, fwd, &loss)?) {
-            if let Some(g) = g {
-                add_grad(a, accumulation_dtype(g)?)?;
-            }
-        }
+        accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }
     Ok(acc)
 }

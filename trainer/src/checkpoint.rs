@@ -2,6 +2,10 @@
 //! written atomically (temporary directory, fsync, rename) with the last N kept.
 //!
 //! Layout: `<root>/step-<T, 8 digits>/{model.safetensors, optimizer.safetensors, trainer_state.json}`.
+//!
+//! Owns the directory layout, the atomic write and the retention. Must not know what the
+//! optimizer's state means (it stores what [`crate::optim::Optimizer`] hands out) nor the
+//! caller's data cursor (opaque JSON).
 
 use std::collections::HashMap;
 use std::fs;

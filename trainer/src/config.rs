@@ -1,4 +1,6 @@
 //! The trainer's configuration (serde; every field has a default, see algorithms.md §1.6).
+//!
+//! Owns the knobs, their defaults and their validation. Must not know how a step uses them.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,8 @@
 //! Off-policy correction between the behaviour policy (what sampled the tokens) and the proximal
 //! policy (the trainer's no-grad forward), algorithms.md §3.4, and the mismatch metrics.
+//!
+//! Owns the per-token correction weight and the mismatch statistics. Must not know tensors or
+//! the model: two log-probs in, a weight and a keep flag out.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,7 @@
 //! The trainer's input: plain, serialisable data (no dependency on the runtime crate).
+//!
+//! Owns the input types and their validation. Must not know the runtime or the verifier: whoever
+//! samples and scores rollouts fills these in.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,6 @@
 //! Typed errors of the trainer crate.
+//!
+//! Owns the error variants. Must not know the caller: the binary adds its context with anyhow.
 
 use std::path::PathBuf;
 

@@ -8,6 +8,10 @@
 //! - Checkpoints: atomic, keep-last-N, bit-identical resume ([`checkpoint`]).
 //!
 //! The spec is `docs/algorithms.md` (§1 STAPO, §2 Magma, §3.4 trainer step).
+//!
+//! The crate must not know the runtime, the verifier or the CLI: rollouts come in as plain
+//! [`ScoredGroup`]s, and all it shares with generation is the model's `Var`s, a policy-version
+//! counter and an optional weight lock.
 
 pub mod advantage;
 pub mod bench;

@@ -4,8 +4,11 @@
 //! `L = −Σ_t w_t · c_t · min(u_t Â, clip(u_t, 1−ε_low, 1+ε_high) Â)`, where `w_t` is the
 //! aggregation weight (0 for masked tokens). The clipped branch (`Â>0 ∧ u>1+ε_high` or
 //! `Â<0 ∧ u<1−ε_low`, strict) contributes its constant value and an exactly zero gradient.
+//!
+//! Owns the loss arithmetic on a vector of ℓ_θ. Must not know the model, the batch layout or the
+//! optimizer: per-token constants and weights come in, a scalar loss goes out.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::AdvantageMode;
@@ -132,6 +135,17 @@ pub struct SurrogateStats {
     pub ratio_max_abs_dev: f64,
 }
 
+impl SurrogateStats {
+    /// Add the counters of another evaluation (micro-batch or mini-batch) to these.
+    pub fn merge(&mut self, other: &SurrogateStats) {
+        self.tokens += other.tokens;
+        self.clipped += other.clipped;
+        self.band_masked += other.band_masked;
+        self.ratio_sum += other.ratio_sum;
+        self.ratio_max_abs_dev = self.ratio_max_abs_dev.max(other.ratio_max_abs_dev);
+    }
+}
+
 /// Unclipped tokens with |log-ratio| beyond 20 keep their value but get no gradient (counted as
 /// clipped), so the backward stays finite.
 pub const MAX_LOG_RATIO: f64 = 20.0;
@@ -153,48 +167,49 @@ pub fn surrogate_loss(
     if l_vals.len() != terms.len() {
         candle_core::bail!("{} log-probs for {} token terms", l_vals.len(), terms.len());
     }
-    let mut coef = Vec::with_capacity(terms.len());
+    // Per token, the coefficient of u in the differentiable part (0: no gradient).
+    let mut coefs = Vec::with_capacity(terms.len());
     // Tokens without gradient read ℓ_prox := ℓ_θ's value, so their u is exactly 1 (never inf·0).
     let mut prox = Vec::with_capacity(terms.len());
     let mut constant = 0.0;
-    let mut st = SurrogateStats::default();
-    for (&l, t) in l_vals.iter().zip(terms) {
-        if t.agg_weight == 0.0 {
-            coef.push(0.0);
+    let mut stats = SurrogateStats::default();
+    for (&l, term) in l_vals.iter().zip(terms) {
+        if term.agg_weight == 0.0 {
+            coefs.push(0.0);
             prox.push(l);
             continue;
         }
-        let log_ratio = l - t.l_prox;
+        let log_ratio = l - term.l_prox;
         let u = log_ratio.exp();
-        st.tokens += 1;
-        st.ratio_sum += u;
-        st.ratio_max_abs_dev = st.ratio_max_abs_dev.max((u - 1.0).abs());
-        let k = -t.agg_weight * t.is_weight * t.advantage;
+        stats.tokens += 1;
+        stats.ratio_sum += u;
+        stats.ratio_max_abs_dev = stats.ratio_max_abs_dev.max((u - 1.0).abs());
+        let coef = -term.agg_weight * term.is_weight * term.advantage;
         if clip.band_mask && !(u > 1.0 - clip.eps_low && u < 1.0 + clip.eps_high) {
-            st.band_masked += 1;
-            coef.push(0.0);
+            stats.band_masked += 1;
+            coefs.push(0.0);
             prox.push(l);
-        } else if is_clipped(u, t.advantage, clip) {
-            st.clipped += 1;
-            coef.push(0.0);
+        } else if is_clipped(u, term.advantage, clip) {
+            stats.clipped += 1;
+            coefs.push(0.0);
             prox.push(l);
-            constant += k * u.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
+            constant += coef * u.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
         } else if log_ratio.abs() > MAX_LOG_RATIO {
-            st.clipped += 1;
-            coef.push(0.0);
+            stats.clipped += 1;
+            coefs.push(0.0);
             prox.push(l);
-            constant += k * u;
+            constant += coef * u;
         } else {
-            coef.push(k);
-            prox.push(t.l_prox);
+            coefs.push(coef);
+            prox.push(term.l_prox);
         }
     }
     let dev = l_theta.device();
     let prox = Tensor::from_vec(prox, l_vals.len(), dev)?.to_dtype(dtype)?;
-    let coef = Tensor::from_vec(coef, l_vals.len(), dev)?.to_dtype(dtype)?;
+    let coefs = Tensor::from_vec(coefs, l_vals.len(), dev)?.to_dtype(dtype)?;
     let u = (l_theta - prox)?.exp()?;
-    let loss = (u * coef)?.sum_all()?.affine(1.0, constant)?;
-    Ok((loss, st))
+    let loss = (u * coefs)?.sum_all()?.affine(1.0, constant)?;
+    Ok((loss, stats))
 }
 
 /// `Σ_t w_t · k3_t` with `k3 = e^{ℓ_ref − ℓ_θ} − (ℓ_ref − ℓ_θ) − 1` (KL to a frozen reference).
@@ -212,19 +227,6 @@ pub fn k3_kl(l_theta: &Tensor, l_ref: &[f64], weights: &[f64]) -> Result<Tensor>
 pub fn weighted_sum(x: &Tensor, weights: &[f64]) -> Result<Tensor> {
     let w = Tensor::from_slice(weights, weights.len(), x.device())?.to_dtype(x.dtype())?;
     (x * w)?.sum_all()
-}
-
-/// Log-softmax over the last dim, in the input's dtype, from autograd-capable ops.
-pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
-}
-
-/// Entropy of each row of log-probs `[N, V]`: `[N]`.
-pub fn entropy_rows(log_probs: &Tensor) -> Result<Tensor> {
-    (log_probs.exp()? * log_probs)?.sum(D::Minus1)?.neg()
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! probability under the current policy is below the absolute threshold `τ_p`, and its entropy is
 //! strictly below `τ_h`, the q-quantile (linear interpolation) of the entropies of the candidate
 //! set (`Â > 0 ∧ p < τ_p`) of the mini-batch.
+//!
+//! Owns the mask and the identities. Must not know tensors or the loss: per-token advantage,
+//! probability and entropy in, keep flags out.
 
 use serde::{Deserialize, Serialize};
 

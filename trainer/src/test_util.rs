@@ -1,11 +1,13 @@
 //! Test helpers: tiny random models, a naive full-recompute sampler and a toy verifiable task.
+//!
+//! Owns the test fixtures and the reference (unfused) log-softmax and entropy. Must not be
+//! reached from non-test code (it is `cfg(test)`).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 
 use crate::config::TrainerConfig;
 use crate::data::{ScoredGroup, ScoredSample};
-use crate::loss::{entropy_rows, log_softmax};
 use crate::optim::{LrSchedule, OptimizerKind};
 use crate::rng::SplitMix64;
 
@@ -218,21 +220,35 @@ pub fn random_groups(n_groups: usize, g: usize, seed: u64) -> Vec<ScoredGroup> {
         .collect()
 }
 
+/// A tensor's values as f64 bit patterns (exact for every float dtype).
+pub fn f64_bits(t: &Tensor) -> Vec<u64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .expect("f64 values")
+        .into_iter()
+        .map(f64::to_bits)
+        .collect()
+}
+
 /// All weights as bit patterns, by name.
 pub fn weight_bits(model: &Model) -> Vec<(String, Vec<u64>)> {
     model
         .named_vars()
-        .map(|(n, v)| {
-            let t: Tensor = v.as_detached_tensor();
-            let bits = t
-                .to_dtype(DType::F64)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f64>())
-                .expect("weights")
-                .into_iter()
-                .map(f64::to_bits)
-                .collect();
-            (n.to_string(), bits)
-        })
+        .map(|(n, v)| (n.to_string(), f64_bits(&v.as_detached_tensor())))
         .collect()
+}
+
+/// Log-softmax over the last dim, in the input's dtype, from autograd-capable ops (the
+/// reference the fused kernels are checked against).
+pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// Entropy of each row of log-probs `[N, V]`: `[N]`.
+pub fn entropy_rows(log_probs: &Tensor) -> candle_core::Result<Tensor> {
+    (log_probs.exp()? * log_probs)?.sum(D::Minus1)?.neg()
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::rng::SplitMix64;
 use crate::s2t::{logit_grad_norm_sq, logit_grad_norm_sq_bounds};
+use crate::test_util::log_softmax;
 use candle_core::{Device, Var};
 
 fn logits_var(rows: usize, v: usize, seed: u64) -> Var {
@@ -19,6 +20,16 @@ fn gather(lp: &Tensor, targets: &[u32]) -> Tensor {
 
 fn rows(t: &Tensor) -> Vec<Vec<f64>> {
     t.to_vec2::<f64>().unwrap()
+}
+
+/// The terms that put ℓ_θ = `l` at ratio `u` (unit IS and aggregation weights).
+fn at_ratio(l: f64, advantage: f64, u: f64) -> TokenTerms {
+    TokenTerms {
+        advantage,
+        l_prox: l - u.ln(),
+        is_weight: 1.0,
+        agg_weight: 1.0,
+    }
 }
 
 fn probs(a: &Var) -> Vec<Vec<f64>> {
@@ -64,14 +75,7 @@ fn gradient_identity_f64() {
         let lp2 = gather(&log_softmax(a2.as_tensor()).unwrap(), &targets);
         let lv = lp2.to_vec1::<f64>().unwrap();
         let rho: Vec<f64> = (0..n).map(|i| 0.85 + 0.05 * i as f64).collect();
-        let terms: Vec<TokenTerms> = (0..n)
-            .map(|i| TokenTerms {
-                advantage: w[i],
-                l_prox: lv[i] - rho[i].ln(),
-                is_weight: 1.0,
-                agg_weight: 1.0,
-            })
-            .collect();
+        let terms: Vec<TokenTerms> = (0..n).map(|i| at_ratio(lv[i], w[i], rho[i])).collect();
         let (loss, st) = surrogate_loss(&lp2, &terms, &CLIP).unwrap();
         assert_eq!(st.clipped, 0);
         let g2 = rows(loss.backward().unwrap().get(a2.as_tensor()).unwrap());
@@ -121,12 +125,7 @@ fn clipped_branch_has_zero_gradient() {
         let a = logits_var(1, 8, 7);
         let lp = gather(&log_softmax(a.as_tensor()).unwrap(), &[3]);
         let l = lp.to_vec1::<f64>().unwrap()[0];
-        let terms = [TokenTerms {
-            advantage: adv,
-            l_prox: l - f64::ln(rho),
-            is_weight: 1.0,
-            agg_weight: 1.0,
-        }];
+        let terms = [at_ratio(l, adv, rho)];
         let (loss, st) = surrogate_loss(&lp, &terms, &CLIP).unwrap();
         assert_eq!(st.clipped, 1);
         // The value is the clipped objective.
@@ -183,14 +182,7 @@ fn glm5_band_mask() {
     let lp = gather(&log_softmax(a.as_tensor()).unwrap(), &[0, 1, 2]);
     let lv = lp.to_vec1::<f64>().unwrap();
     let u = [1.30f64, 1.10, 0.79];
-    let terms: Vec<TokenTerms> = (0..3)
-        .map(|t| TokenTerms {
-            advantage: adv,
-            l_prox: lv[t] - u[t].ln(),
-            is_weight: 1.0,
-            agg_weight: 1.0,
-        })
-        .collect();
+    let terms: Vec<TokenTerms> = (0..3).map(|t| at_ratio(lv[t], adv, u[t])).collect();
     let (loss, st) = surrogate_loss(&lp, &terms, &band).unwrap();
     assert_eq!(st.band_masked, 2);
     let g = rows(loss.backward().unwrap().get(a.as_tensor()).unwrap());

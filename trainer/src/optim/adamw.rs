@@ -1,4 +1,7 @@
 //! AdamW with readable moments: the dense part shared by plain AdamW, Magma and SkipUpdate.
+//!
+//! Owns AdamW's tensor formulas (the composed path). Must not know masks, parameter names or
+//! the step's order.
 
 use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,8 @@
 //! Magma and SkipUpdate (algorithms.md §2): per-tensor Bernoulli masks on top of AdamW's
 //! displacement, with Magma's momentum–gradient alignment damping.
+//!
+//! Owns the mask scope, the alignment score and the multipliers. Must not know how moments are
+//! stored or updated (composed or fused), nor the mask stream.
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,6 @@
 //! Learning-rate schedules, indexed by the optimizer step t = 1, 2, …
+//!
+//! Owns lr(t). Must not know the optimizer's state: the step passes t in.
 
 use serde::{Deserialize, Serialize};
 

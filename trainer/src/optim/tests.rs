@@ -1,5 +1,8 @@
+use std::collections::HashMap;
+
 use super::*;
 use crate::rng::SplitMix64;
+use crate::test_util::f64_bits;
 use candle_core::{DType, Device};
 
 const NAMES: [&str; 4] = [
@@ -42,18 +45,6 @@ fn grads(step: u64, ps: &[(String, Var)]) -> Vec<Option<Tensor>> {
                     .unwrap(),
             )
         })
-        .collect()
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-        .into_iter()
-        .map(f64::to_bits)
         .collect()
 }
 
@@ -127,11 +118,11 @@ fn clipping_reports_pre_and_post_norms() {
     // Non-finite gradients skip the step entirely.
     let mut bad = grads(1, &ps);
     bad[0] = Some((bad[0].as_ref().unwrap() * f64::NAN).unwrap());
-    let m_before = bits(&opt.params()[1].m);
+    let m_before = f64_bits(&opt.params()[1].first_moment);
     let st = opt.step(&bad).unwrap();
     assert!(st.skipped_nonfinite);
     assert_eq!(opt.t(), 1);
-    assert_eq!(bits(&opt.params()[1].m), m_before);
+    assert_eq!(f64_bits(&opt.params()[1].first_moment), m_before);
 }
 
 // §4.2.3: dense moments, and z = 0 leaves the parameter unchanged.
@@ -143,19 +134,29 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
     let mut m = Optimizer::new(pm.clone(), cfg(OptimizerKind::Magma)).unwrap();
     let mut saw_skip = false;
     for step in 0..20 {
-        let before: Vec<Vec<u64>> = pm.iter().map(|(_, v)| bits(v.as_tensor())).collect();
+        let before: Vec<Vec<u64>> = pm.iter().map(|(_, v)| f64_bits(v.as_tensor())).collect();
         // Same gradient sequence: what the gradients are is irrelevant to the moments' identity.
         a.step(&grads(step, &pa)).unwrap();
         let st = m.step(&grads(step, &pm)).unwrap();
         for (x, y) in a.params().iter().zip(m.params()) {
-            assert_eq!(bits(&x.m), bits(&y.m), "m of {} at step {step}", x.name);
-            assert_eq!(bits(&x.v), bits(&y.v), "v of {} at step {step}", x.name);
+            assert_eq!(
+                f64_bits(&x.first_moment),
+                f64_bits(&y.first_moment),
+                "m of {} at step {step}",
+                x.name
+            );
+            assert_eq!(
+                f64_bits(&x.second_moment),
+                f64_bits(&y.second_moment),
+                "v of {} at step {step}",
+                x.name
+            );
         }
         for (i, p) in m.params().iter().enumerate() {
-            if p.last_z == Some(false) {
+            if p.last_mask == Some(false) {
                 saw_skip = true;
                 assert_eq!(
-                    bits(p.var.as_tensor()),
+                    f64_bits(p.var.as_tensor()),
                     before[i],
                     "{} moved with z = 0",
                     p.name
@@ -168,7 +169,7 @@ fn magma_moments_are_dense_and_bit_identical_to_adamw() {
     }
     assert!(saw_skip);
     // Weights moved differently, of course.
-    assert_ne!(bits(pa[1].1.as_tensor()), bits(pm[1].1.as_tensor()));
+    assert_ne!(f64_bits(pa[1].1.as_tensor()), f64_bits(pm[1].1.as_tensor()));
 }
 
 // §4.2.4: Magma with mask and s forced to 1, and SkipUpdate with p = 1, are AdamW.
@@ -190,9 +191,9 @@ fn reductions_to_adamw() {
         m.step(&grads(step, &pm)).unwrap();
         s.step(&grads(step, &ps)).unwrap();
         for i in 0..pa.len() {
-            let x = bits(pa[i].1.as_tensor());
-            assert_eq!(x, bits(pm[i].1.as_tensor()));
-            assert_eq!(x, bits(ps[i].1.as_tensor()));
+            let x = f64_bits(pa[i].1.as_tensor());
+            assert_eq!(x, f64_bits(pm[i].1.as_tensor()));
+            assert_eq!(x, f64_bits(ps[i].1.as_tensor()));
         }
     }
 }
@@ -209,12 +210,12 @@ fn exclusions_get_the_full_base_step() {
         m.step(&grads(step, &pm)).unwrap();
         for (i, p) in m.params().iter().enumerate() {
             let excluded = p.name.contains("embed") || p.name.contains("norm");
-            assert_eq!(p.s.is_none(), excluded, "{}", p.name);
+            assert_eq!(p.align_score.is_none(), excluded, "{}", p.name);
             assert_eq!(p.masked, !excluded);
             if excluded {
                 assert_eq!(
-                    bits(pa[i].1.as_tensor()),
-                    bits(p.var.as_tensor()),
+                    f64_bits(pa[i].1.as_tensor()),
+                    f64_bits(p.var.as_tensor()),
                     "{}",
                     p.name
                 );
@@ -250,17 +251,17 @@ fn state_restore_continues_the_same_stream() {
         let za: Vec<_> = a
             .params()
             .iter()
-            .map(|p| (p.last_z, p.s.map(f64::to_bits)))
+            .map(|p| (p.last_mask, p.align_score.map(f64::to_bits)))
             .collect();
         let zb: Vec<_> = b
             .params()
             .iter()
-            .map(|p| (p.last_z, p.s.map(f64::to_bits)))
+            .map(|p| (p.last_mask, p.align_score.map(f64::to_bits)))
             .collect();
         assert_eq!(za, zb);
     }
     for i in 0..pa.len() {
-        assert_eq!(bits(pa[i].1.as_tensor()), bits(pb[i].1.as_tensor()));
+        assert_eq!(f64_bits(pa[i].1.as_tensor()), f64_bits(pb[i].1.as_tensor()));
     }
     assert_eq!(a.mask_rng(), b.mask_rng());
 }
@@ -281,7 +282,7 @@ fn dense_weight_decay_moves_skipped_tensors() {
         let lr = opt.next_lr();
         opt.step(&grads(step, &ps)).unwrap();
         for (i, p) in opt.params().iter().enumerate() {
-            if p.last_z == Some(false) {
+            if p.last_mask == Some(false) {
                 let expect = before[i].affine(1.0 - lr * 0.1, 0.0).unwrap();
                 let got = p.var.as_detached_tensor();
                 let d = (got - expect).unwrap().abs().unwrap().max_all().unwrap();
@@ -299,14 +300,14 @@ fn bf16_weights_keep_an_f32_master_copy() {
     let mut c = cfg(OptimizerKind::AdamW);
     c.lr = 1e-5; // far below bf16 resolution of weights near 1
     let mut opt = Optimizer::new(ps.clone(), c).unwrap();
-    let w0 = bits(opt.params()[1].master.as_ref().unwrap());
+    let w0 = f64_bits(opt.params()[1].master.as_ref().unwrap());
     for step in 0..5 {
         opt.step(&grads(step, &ps)).unwrap();
     }
     let p = &opt.params()[1];
-    assert_eq!(p.m.dtype(), DType::F32);
+    assert_eq!(p.first_moment.dtype(), DType::F32);
     assert_ne!(
-        bits(p.master.as_ref().unwrap()),
+        f64_bits(p.master.as_ref().unwrap()),
         w0,
         "the master copy accumulates tiny steps"
     );
@@ -346,7 +347,7 @@ fn fused_cpu_step_equals_the_composed_ops() {
                     .chain(
                         opt.params()
                             .iter()
-                            .flat_map(|p| [values(&p.m), values(&p.v)]),
+                            .flat_map(|p| [values(&p.first_moment), values(&p.second_moment)]),
                     )
                     .collect();
                 (state, stats)

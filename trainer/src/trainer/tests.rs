@@ -1,23 +1,17 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::forward::FORCE_AUTOGRAD;
+use super::prepare::Prepared;
 use super::*;
 use crate::config::ProximalMode;
 use crate::correction::CorrectionMode;
+use crate::error::TrainerError;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
 use crate::test_util::*;
-use candle_core::{Device, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rlvr_models::Model;
-
-fn f64_bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-        .into_iter()
-        .map(f64::to_bits)
-        .collect()
-}
 
 fn preset_config(loss: LossPreset) -> TrainerConfig {
     let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
@@ -44,6 +38,21 @@ fn randn_like(v: &Var, rng: &mut crate::rng::SplitMix64) -> Tensor {
         .unwrap()
         .to_dtype(v.dtype())
         .unwrap()
+}
+
+/// `max |x|` of an f64 tensor.
+fn max_abs_of(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// `max |g|` over all gradients.
+fn max_abs(grads: &[Option<Tensor>]) -> f64 {
+    grads.iter().flatten().map(max_abs_of).fold(0.0, f64::max)
 }
 
 fn dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
@@ -239,32 +248,14 @@ fn gradient_does_not_depend_on_the_micro_batch_split() {
             results.push((o.loss, o.grads.unwrap()));
         }
         let (l0, g0) = &results[0];
-        let gmax = g0
-            .iter()
-            .flatten()
-            .map(|g| {
-                g.abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            })
-            .fold(0.0, f64::max);
+        let gmax = max_abs(g0);
         for (l, g) in &results[1..] {
             assert!(
                 (l - l0).abs() <= 1e-6 * l0.abs().max(1e-12),
                 "{preset:?}: {l} vs {l0}"
             );
             for (x, y) in g.iter().zip(g0) {
-                let d = (x.as_ref().unwrap() - y.as_ref().unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
+                let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
                 assert!(
                     d <= 1e-6 * gmax,
                     "{preset:?}: max diff {d} vs max grad {gmax}"
@@ -308,27 +299,9 @@ fn hand_written_backward_matches_autograd() {
         (b.stats.clipped, b.stats.tokens)
     );
     let (ga, gb) = (a.grads.unwrap(), b.grads.unwrap());
-    let gmax = gb
-        .iter()
-        .flatten()
-        .map(|g| {
-            g.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        })
-        .fold(0.0, f64::max);
+    let gmax = max_abs(&gb);
     for ((x, y), (name, _)) in ga.iter().zip(&gb).zip(model.named_vars()) {
-        let d = (x.as_ref().unwrap() - y.as_ref().unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
         assert!(d <= 1e-6 * gmax, "{name}: max diff {d} vs max grad {gmax}");
     }
 }
@@ -398,7 +371,8 @@ fn empty_valid_set_skips_the_step() {
     assert_eq!(tr.optimizer().t(), 0);
     for p in tr.optimizer().params() {
         assert_eq!(
-            p.m.abs()
+            p.first_moment
+                .abs()
                 .unwrap()
                 .max_all()
                 .unwrap()
@@ -406,7 +380,11 @@ fn empty_valid_set_skips_the_step() {
                 .unwrap(),
             0.0
         );
-        assert_eq!(p.s, p.masked.then_some(0.5), "no Magma state update");
+        assert_eq!(
+            p.align_score,
+            p.masked.then_some(0.5),
+            "no Magma state update"
+        );
     }
     assert_eq!(weight_bits(&model), before);
     // (b) Every token masked by IcePop (behaviour log-probs far from the trainer's).
@@ -519,7 +497,7 @@ fn magma_masks_attention_and_mlp_matrices_of_the_model() {
         .optimizer()
         .params()
         .iter()
-        .filter(|p| p.s.is_some())
+        .filter(|p| p.align_score.is_some())
         .map(|p| p.name.as_str())
         .collect();
     assert_eq!(masked.len(), 2 * 7);
@@ -637,8 +615,8 @@ fn resume_is_bit_identical() {
             .iter()
             .zip(tr_b.optimizer().params())
         {
-            assert_eq!(f64_bits(&x.m), f64_bits(&y.m));
-            assert_eq!(f64_bits(&x.v), f64_bits(&y.v));
+            assert_eq!(f64_bits(&x.first_moment), f64_bits(&y.first_moment));
+            assert_eq!(f64_bits(&x.second_moment), f64_bits(&y.second_moment));
         }
         assert_eq!(tr_a.rng, tr_b.rng);
     }

@@ -1,0 +1,331 @@
+//! Every call the trainer makes into the model: the no-grad forwards (proximal and reference
+//! log-probs), the training forward and its backward (candle autograd, or the model's taped
+//! decoder with a hand-written LM-head backward on the CPU).
+//!
+//! Owns the completion-token selection and the per-micro-batch gradient. Must not know losses,
+//! mini-batches or the optimizer: callers hand it rows and a scalar loss, it hands back per-token
+//! values and gradients in [`Model::vars`] order.
+
+use candle_core::{DType, Tensor, Var};
+use rlvr_models::logprobs::{
+    target_logprobs_entropy, target_logprobs_entropy_host, target_stats,
+    target_stats_backward_in_place,
+};
+use rlvr_models::model::HiddenTape;
+use rlvr_models::{Batch, Forward, Model};
+
+use super::prepare::Seq;
+use crate::config::TrainerConfig;
+use crate::error::Result;
+
+/// Per-token values of a forward over one micro-batch, per sequence.
+pub(crate) struct MicroOut {
+    /// `[N]` log-probs of the completion tokens at the sampling temperature (autograd-capable).
+    pub l_theta: Tensor,
+    /// `[N]` entropies at the sampling temperature (kept only when the entropy bonus needs them).
+    pub entropy: Option<Tensor>,
+    taped: Option<Taped>,
+}
+
+/// The hand-written backward's side of a micro-batch: autograd runs from the loss to `stats`
+/// (a leaf: per completion token the log-prob, entropy and log-sum-exp); the LM head, the fused
+/// log-prob kernel and the decoder tape take the gradient on from there.
+struct Taped {
+    tape: HiddenTape,
+    stats: Var,
+    logits: Tensor,
+    completion: Completion,
+    temperature: f64,
+}
+
+/// The hidden states of the completion-predicting positions, gathered from a `[b, s, h]` batch.
+struct Completion {
+    /// `[N, h]` rows of the flattened hidden states.
+    hidden: Tensor,
+    /// `[N]` their indices in the flattened `[b*s]` positions.
+    idx: Tensor,
+    /// The `N` completion tokens they predict.
+    targets: Vec<u32>,
+    /// `(b, s, h)` of the padded batch.
+    dims: (usize, usize, usize),
+}
+
+/// Per sequence, from a no-grad forward: ℓ at the sampling temperature, p and H at T = 1.
+pub(crate) struct NoGradOut {
+    pub logprobs: Vec<Vec<f64>>,
+    pub probs: Vec<Vec<f64>>,
+    pub entropies: Vec<Vec<f64>>,
+}
+
+/// Rows `[b*s]` indices of the positions that predict each completion token, and the targets.
+fn completion_index(
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    seq_len: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut idx = Vec::new();
+    let mut targets = Vec::new();
+    for (b, (row, &prompt_len)) in rows.iter().zip(prompt_lens).enumerate() {
+        for (t, &tok) in row.iter().enumerate().skip(prompt_len) {
+            idx.push((b * seq_len + t - 1) as u32);
+            targets.push(tok);
+        }
+    }
+    (idx, targets)
+}
+
+/// Gather the hidden states `[b, s, h]` at the positions predicting the completion tokens.
+fn select_completion(
+    hidden: &Tensor,
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+) -> Result<Completion> {
+    let (b, s, h) = hidden.dims3()?;
+    let (idx, targets) = completion_index(rows, prompt_lens, s);
+    let idx = Tensor::from_vec(idx, targets.len(), hidden.device())?;
+    let hidden = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
+    Ok(Completion {
+        hidden,
+        idx,
+        targets,
+        dims: (b, s, h),
+    })
+}
+
+/// Logits `[N, V]` (f32) predicting the completion tokens (positions `prompt_lens[i]..` of
+/// `rows[i]`), and the `N` targets. The LM head runs only on those N positions, with the
+/// numerics and gradient of `fwd` (a Train-numerics forward without a graph gives the training
+/// values bit for bit).
+fn completion_logits_rows(
+    model: &Model,
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    pad_id: u32,
+    fwd: Forward,
+) -> Result<(Tensor, Vec<u32>)> {
+    let hidden = model.hidden(Batch::padded(rows, pad_id), fwd)?.states;
+    let sel = select_completion(&hidden, rows, prompt_lens)?;
+    Ok((model.logits(&sel.hidden, fwd)?, sel.targets))
+}
+
+/// The token rows and prompt lengths of a micro-batch of sequences.
+fn rows_of(seqs: &[Seq]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let rows = seqs.iter().map(|q| q.row.clone()).collect();
+    let prompt_lens = seqs.iter().map(|q| q.prompt_len).collect();
+    (rows, prompt_lens)
+}
+
+fn split_per_seq(seqs: &[Seq], flat: Vec<f64>) -> Vec<Vec<f64>> {
+    let mut it = flat.into_iter();
+    seqs.iter()
+        .map(|s| it.by_ref().take(s.len()).collect())
+        .collect()
+}
+
+/// No-grad forward of `model` (the policy, or the frozen reference) over a micro-batch.
+pub(crate) fn proximal_forward(
+    model: &Model,
+    seqs: &[Seq],
+    cfg: &TrainerConfig,
+) -> Result<NoGradOut> {
+    let fwd = if cfg.proximal_fused_kernels {
+        Forward::INFERENCE
+    } else {
+        Forward::TRAIN_NO_GRAD
+    };
+    let (rows, prompt_lens) = rows_of(seqs);
+    let (sel, tgt) = completion_logits_rows(model, &rows, &prompt_lens, cfg.pad_id, fwd)?;
+    let (l1, ent) = target_logprobs_entropy_host(&sel, &tgt, 1.0)?;
+    let lt = if cfg.temperature == 1.0 {
+        l1.clone()
+    } else {
+        target_logprobs_entropy_host(&sel, &tgt, cfg.temperature)?.0
+    };
+    let prob: Vec<f64> = l1.into_iter().map(f64::exp).collect();
+    Ok(NoGradOut {
+        logprobs: split_per_seq(seqs, lt),
+        probs: split_per_seq(seqs, prob),
+        entropies: split_per_seq(seqs, ent),
+    })
+}
+
+/// Forward for training: ℓ_θ of the completion tokens (`prompt_lens[i]..` of `rows[i]`) from
+/// logits / T, and their entropies, autograd-capable. On the CPU the decoder runs taped for the
+/// hand-written backward (see [`micro_grads`]); elsewhere through candle's autograd.
+pub(crate) fn train_forward_rows(
+    model: &Model,
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    pad_id: u32,
+    temperature: f64,
+    keep_entropy: bool,
+) -> Result<MicroOut> {
+    if !use_tape(model) {
+        let (sel, tgt) = completion_logits_rows(model, rows, prompt_lens, pad_id, Forward::TRAIN)?;
+        let (l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
+        return Ok(MicroOut {
+            l_theta,
+            entropy: keep_entropy.then_some(entropy),
+            taped: None,
+        });
+    }
+    let (hidden, tape) = model
+        .hidden(Batch::padded(rows, pad_id), Forward::TRAIN_TAPED)?
+        .into_taped()?;
+    let completion = select_completion(&hidden, rows, prompt_lens)?;
+    drop(hidden);
+    // Detached LM head (as in the proximal pass, so values match bit for bit).
+    let logits = model.logits(&completion.hidden, Forward::TRAIN_NO_GRAD)?;
+    let stats = Var::from_tensor(&target_stats(&logits, &completion.targets, temperature)?)?;
+    let l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
+    let entropy = stats.as_tensor().narrow(1, 1, 1)?.squeeze(1)?;
+    Ok(MicroOut {
+        l_theta,
+        entropy: keep_entropy.then_some(entropy),
+        taped: Some(Taped {
+            tape,
+            stats,
+            logits,
+            completion,
+            temperature,
+        }),
+    })
+}
+
+/// [`train_forward_rows`] for a micro-batch of sequences.
+pub(crate) fn train_forward(
+    model: &Model,
+    seqs: &[Seq],
+    cfg: &TrainerConfig,
+    keep_entropy: bool,
+) -> Result<MicroOut> {
+    let (rows, prompt_lens) = rows_of(seqs);
+    train_forward_rows(
+        model,
+        &rows,
+        &prompt_lens,
+        cfg.pad_id,
+        cfg.temperature,
+        keep_entropy,
+    )
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: run the candle-autograd path even where the hand-written backward is available.
+    pub(crate) static FORCE_AUTOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn use_tape(model: &Model) -> bool {
+    #[cfg(test)]
+    if FORCE_AUTOGRAD.with(|f| f.get()) {
+        return false;
+    }
+    model.supports_taped_backward()
+}
+
+/// Backward of `loss` (a function of `fwd`'s outputs): the gradient of every model parameter, in
+/// [`Model::vars`] order (`None`: no gradient).
+pub(crate) fn micro_grads(
+    model: &Model,
+    fwd: MicroOut,
+    loss: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let MicroOut {
+        l_theta,
+        entropy,
+        taped,
+    } = fwd;
+    let grads = loss.backward()?;
+    drop((l_theta, entropy));
+    let mut out: Vec<Option<Tensor>> = model
+        .vars()
+        .iter()
+        .map(|v| grads.get(v.as_tensor()).cloned())
+        .collect();
+    let Some(taped) = taped else {
+        return Ok(out);
+    };
+    let stats = taped.stats.as_tensor();
+    let d_stats = match grads.get(stats) {
+        Some(d) => d.clone(),
+        None => stats.zeros_like()?,
+    };
+    drop(grads);
+    taped_backward(model, taped, &d_stats, &mut out)?;
+    Ok(out)
+}
+
+/// From the gradient of the per-token stats down through the LM head and the decoder tape,
+/// added into `out` (in [`Model::vars`] order).
+fn taped_backward(
+    model: &Model,
+    taped: Taped,
+    d_stats: &Tensor,
+    out: &mut [Option<Tensor>],
+) -> Result<()> {
+    let Taped {
+        tape,
+        stats,
+        logits,
+        completion,
+        temperature,
+    } = taped;
+    let (b, s, h) = completion.dims;
+    // LM head: logits = sel · Wᵀ.
+    // The logits are not used after this: their buffer takes their gradient.
+    let d_logits = target_stats_backward_in_place(
+        logits,
+        stats.as_tensor(),
+        d_stats,
+        &completion.targets,
+        temperature,
+    )?;
+    let head = model.lm_head_index();
+    let head_weight = model.vars()[head].as_detached_tensor();
+    let dtype = head_weight.dtype();
+    let d_logits = d_logits.to_dtype(dtype)?;
+    let d_sel = d_logits.matmul(&head_weight)?;
+    let d_head = d_logits.t()?.matmul(&completion.hidden.to_dtype(dtype)?)?;
+    drop(d_logits);
+    add_grad(&mut out[head], d_head)?;
+    let d_hidden = Tensor::zeros((b * s, h), dtype, head_weight.device())?
+        .index_add(&completion.idx, &d_sel, 0)?
+        .reshape((b, s, h))?;
+    let decoder = model.backward_hidden(tape, &d_hidden)?;
+    for (o, d) in out.iter_mut().zip(decoder) {
+        if let Some(d) = d {
+            add_grad(o, d)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn add_grad(acc: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *acc = Some(match acc.take() {
+        Some(a) => (a + g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+/// Add one micro-batch's gradients (in [`Model::vars`] order) into the running sums, in f32 for
+/// bf16/f16 weights (the optimizer's master precision), not in the weights' 8-bit mantissa.
+pub(crate) fn accumulate_grads(
+    sums: &mut [Option<Tensor>],
+    grads: Vec<Option<Tensor>>,
+) -> Result<()> {
+    for (sum, g) in sums.iter_mut().zip(grads) {
+        if let Some(g) = g {
+            add_grad(sum, accumulation_dtype(g)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn accumulation_dtype(g: Tensor) -> Result<Tensor> {
+    Ok(match g.dtype() {
+        DType::BF16 | DType::F16 => g.to_dtype(DType::F32)?,
+        _ => g,
+    })
+}

@@ -1,0 +1,174 @@
+//! One mini-batch's gradient (algorithms.md §3.4): the S2T mask over the whole mini-batch, the
+//! aggregation weights, then per micro-batch the training forward, the loss (clipped surrogate,
+//! KL to the reference, entropy bonus) and its backward, summed.
+//!
+//! Owns the loss terms of a token and the gradient accumulation. Must not know the optimizer
+//! (it returns gradients, it never steps) nor the model's internals (see [`super::forward`]).
+
+use std::ops::Deref;
+
+use candle_core::{DType, Tensor};
+use rlvr_models::Model;
+
+use super::forward::{accumulate_grads, micro_grads, train_forward, MicroOut};
+use super::prepare::{Prepared, Seq};
+use super::{micro_batches, Trainer};
+use crate::config::ProximalMode;
+use crate::correction::{IsWeight, MismatchAcc};
+use crate::error::Result;
+use crate::loss::{
+    aggregation_weights, k3_kl, surrogate_loss, weighted_sum, ClipSettings, SurrogateStats,
+    TokenTerms,
+};
+use crate::s2t::{s2t_mask, S2tToken};
+
+/// One mini-batch's loss terms and gradient (`grads = None`: empty valid set, skip the step).
+#[derive(Default)]
+pub(crate) struct MinibatchOut {
+    pub loss: f64,
+    pub pg_loss: f64,
+    pub kl: f64,
+    pub entropy: f64,
+    pub stats: SurrogateStats,
+    pub s2t_candidates: usize,
+    pub s2t_masked: usize,
+    /// Aligned with the optimizer's parameters.
+    pub grads: Option<Vec<Option<Tensor>>>,
+    /// ℓ_θ of the training forward vs ℓ_b (rollout mode, first mini-batch only).
+    pub rollout_mismatch: Option<MismatchAcc>,
+}
+
+impl<M: Deref<Target = Model>> Trainer<M> {
+    /// S2T mask, aggregation weights, and the accumulated gradient of mini-batch `k` over its
+    /// micro-batches (normalisation global to the mini-batch). No optimizer step.
+    pub(crate) fn minibatch(&self, prep: &Prepared, k: usize) -> Result<MinibatchOut> {
+        let cfg = &self.config;
+        // With ℓ_prox = ℓ_b there is no proximal forward to compare the rollout with: the first
+        // mini-batch's training forward (no update of this step yet) takes its place.
+        let measure_mismatch = k == 0 && cfg.proximal == ProximalMode::Rollout;
+        let mb = prep.minibatches[k].clone();
+        let mut out = MinibatchOut::default();
+        let valid = self.valid_tokens(&prep.seqs[mb.clone()], &mut out);
+        let aggregation = self.settings.aggregation;
+        let Some(weights) = aggregation_weights(&valid, aggregation, prep.norm_len) else {
+            return Ok(out);
+        };
+        // The optimizer's parameters are the model's vars in order (Trainer::new).
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.optimizer.params().len()];
+        for micro in micro_batches(&mb, cfg.micro_batch_size) {
+            let rel = (micro.start - mb.start)..(micro.end - mb.start);
+            let agg: Vec<f64> = weights[rel].iter().flatten().copied().collect();
+            if agg.iter().all(|x| *x == 0.0) {
+                continue;
+            }
+            let seqs = &prep.seqs[micro];
+            let _guard = self.read_lock();
+            let fwd = train_forward(&self.model, seqs, cfg, cfg.entropy_coef != 0.0)?;
+            if measure_mismatch {
+                let acc = out.rollout_mismatch.get_or_insert_with(Default::default);
+                add_rollout_mismatch(acc, &fwd.l_theta, seqs)?;
+            }
+            let loss = self.micro_loss(&fwd, seqs, &agg, &mut out)?;
+            accumulate_grads(&mut grads, micro_grads(&self.model, fwd, &loss)?)?;
+        }
+        out.grads = Some(grads);
+        Ok(out)
+    }
+
+    /// Per sequence, the tokens that count: kept by the behaviour correction and by S2T (run over
+    /// the whole mini-batch before any backward, §1.8.6). Records the S2T counts in `out`.
+    fn valid_tokens(&self, seqs: &[Seq], out: &mut MinibatchOut) -> Vec<Vec<bool>> {
+        let keep_s2t: Vec<Vec<bool>> = if self.settings.s2t {
+            let toks: Vec<S2tToken> = seqs
+                .iter()
+                .flat_map(|s| {
+                    (0..s.len()).map(move |t| S2tToken {
+                        advantage: s.advantage,
+                        prob: s.prob[t],
+                        entropy: s.entropy[t],
+                    })
+                })
+                .collect();
+            let mask = s2t_mask(&toks, &self.config.s2t_config());
+            out.s2t_candidates = mask.candidates;
+            out.s2t_masked = mask.masked;
+            let mut it = mask.keep.into_iter();
+            seqs.iter()
+                .map(|s| it.by_ref().take(s.len()).collect())
+                .collect()
+        } else {
+            seqs.iter().map(|s| vec![true; s.len()]).collect()
+        };
+        seqs.iter()
+            .zip(&keep_s2t)
+            .map(|(s, k)| s.is_keep.iter().zip(k).map(|(a, b)| *a && *b).collect())
+            .collect()
+    }
+
+    /// The micro-batch's loss (surrogate + KL − entropy bonus) for aggregation weights `agg`;
+    /// adds its values and surrogate counters to `out`.
+    fn micro_loss(
+        &self,
+        fwd: &MicroOut,
+        seqs: &[Seq],
+        agg: &[f64],
+        out: &mut MinibatchOut,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let clip = ClipSettings {
+            eps_low: self.settings.eps_low,
+            eps_high: self.settings.eps_high,
+            band_mask: cfg.band_mask,
+        };
+        let (pg, stats) = surrogate_loss(&fwd.l_theta, &token_terms(seqs, agg), &clip)?;
+        out.stats.merge(&stats);
+        out.pg_loss += scalar(&pg)?;
+        let mut loss = pg;
+        if cfg.kl_coef != 0.0 {
+            let l_ref: Vec<f64> = seqs.iter().flat_map(|s| s.l_ref.iter().copied()).collect();
+            let kl = k3_kl(&fwd.l_theta, &l_ref, agg)?;
+            out.kl += scalar(&kl)?;
+            loss = (loss + kl.affine(cfg.kl_coef, 0.0)?)?;
+        }
+        if let Some(ent) = &fwd.entropy {
+            let bonus = weighted_sum(ent, agg)?;
+            out.entropy += scalar(&bonus)?;
+            loss = (loss - bonus.affine(cfg.entropy_coef, 0.0)?)?;
+        }
+        out.loss += scalar(&loss)?;
+        Ok(loss)
+    }
+}
+
+/// The surrogate's per-token constants of a micro-batch, token by token.
+fn token_terms(seqs: &[Seq], agg: &[f64]) -> Vec<TokenTerms> {
+    seqs.iter()
+        .flat_map(|s| (0..s.len()).map(move |t| (s, t)))
+        .zip(agg)
+        .map(|((s, t), &agg_weight)| TokenTerms {
+            advantage: s.advantage,
+            l_prox: s.l_prox[t],
+            is_weight: s.is_weight[t],
+            agg_weight,
+        })
+        .collect()
+}
+
+/// ℓ_θ of the training forward against ℓ_b (here ℓ_prox), unweighted.
+fn add_rollout_mismatch(acc: &mut MismatchAcc, l_theta: &Tensor, seqs: &[Seq]) -> Result<()> {
+    let l_theta = l_theta.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let l_b = seqs.iter().flat_map(|s| s.l_prox.iter().copied());
+    let unit = IsWeight {
+        weight: 1.0,
+        keep: true,
+        truncated: false,
+    };
+    for (lt, lb) in l_theta.into_iter().zip(l_b) {
+        acc.add(lt as f64, lb, &unit);
+    }
+    Ok(())
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
