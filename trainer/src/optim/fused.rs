@@ -1,5 +1,9 @@
-//! The optimizer's per-tensor arithmetic on the CPU for f32 weights as two row-parallel passes
-//! over host memory, instead of a dozen single-threaded candle ops that each allocate a tensor.
+//! The optimizer's per-tensor arithmetic on the CPU for f32 weights: one row-parallel pass over
+//! host memory that updates the moments and the weight in place (AdamW, SkipUpdate, and
+//! unmasked tensors), or for Magma two (the moments, then — once the tensor's cosine has set
+//! its multiplier — the weight), instead of a dozen single-threaded candle ops that each
+//! allocate a tensor. No parameter-sized buffer is allocated: m, v and θ are written where they
+//! are (θ is the model's `Var`, so the runtime sees the new weights, as with `Var::set`).
 //!
 //! Every element goes through the same f32 operations, in the same order, as the composed path
 //! (`adamw.rs` and `update.rs`: candle's `affine` is `x·mul + add` in the element type), so
@@ -9,7 +13,9 @@
 //! Owns the host-memory kernels only. Must not know parameters, masks or the step's order: each
 //! pass gets plain tensors and numbers and returns `None` wherever it does not apply.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::adamw::AdamWConfig;
@@ -32,9 +38,13 @@ fn forced_off() -> bool {
     false
 }
 
+fn is_cpu_f32(t: &Tensor) -> bool {
+    !forced_off() && t.dtype() == DType::F32 && t.device().is_cpu()
+}
+
 /// Run `f` on the f32 data of a contiguous CPU tensor; `None` for anything else.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    if forced_off() || t.dtype() != DType::F32 || !t.device().is_cpu() {
+    if !is_cpu_f32(t) {
         return None;
     }
     let (s, l) = t.storage_and_layout();
@@ -42,6 +52,45 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
     let data = cpu.as_slice::<f32>().ok()?;
     let (a, b) = l.contiguous_offsets()?;
     Some(f(&data[a..b]))
+}
+
+/// Run `f` on the f32 data of a contiguous CPU tensor, writable: the tensor's storage (shared
+/// by every view of it) is changed in place. `None` for anything else.
+fn with_f32_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
+    if !is_cpu_f32(t) || !t.is_contiguous() {
+        return Ok(None);
+    }
+    let op = InPlace {
+        f: RefCell::new(Some(f)),
+        out: RefCell::new(None),
+    };
+    t.inplace_op1(&op)?;
+    Ok(op.out.into_inner())
+}
+
+/// [`with_f32_mut`]'s closure as candle's in-place op (the way to a storage's mutable data).
+struct InPlace<F, R> {
+    f: RefCell<Option<F>>,
+    out: RefCell<Option<R>>,
+}
+
+impl<F: FnOnce(&mut [f32]) -> R, R> InplaceOp1 for InPlace<F, R> {
+    fn name(&self) -> &'static str {
+        "rlvr-optimizer-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("optimizer in-place pass: not f32");
+        };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("optimizer in-place pass: not contiguous");
+        };
+        if let Some(f) = self.f.borrow_mut().take() {
+            *self.out.borrow_mut() = Some(f(&mut data[a..b]));
+        }
+        Ok(())
+    }
 }
 
 /// `Σ x²` of a tensor in f64, fused for contiguous CPU f32 data.
@@ -61,17 +110,32 @@ pub(crate) fn sum_sq(t: &Tensor) -> Result<f64> {
         .to_scalar::<f64>()?)
 }
 
-/// New moments of one tensor, and the sums Magma's cosine needs.
-pub(crate) struct Moments {
-    pub first_moment: Tensor,
-    pub second_moment: Tensor,
-    /// `Σ m'·g`, `Σ m'²`, `Σ g²` with `g` the clipped gradient.
+/// What the pass applies to θ.
+pub(crate) struct Update {
+    /// Bias-corrected Adam step at optimizer step t: `−lr/bc1` and `1/bc2`.
+    pub lr: f64,
+    pub t: u64,
+    /// Global-norm clip factor of the gradient (1 = none).
+    pub clip: f64,
+    /// Weight decay applies to this tensor.
+    pub decay: bool,
+    /// The decay is part of the masked (multiplied) displacement, else added densely.
+    pub decay_masked: bool,
+}
+
+/// The sums one tensor's pass returns.
+#[derive(Default)]
+pub(crate) struct Sums {
+    /// `Σ m'·g`, `Σ m'²`, `Σ g²` with `g` the clipped gradient (Magma's cosine).
     pub dot: f64,
     pub mm: f64,
     pub gg: f64,
+    /// `Σ masked²`, `Σ dense²` of the displacement.
+    pub masked_sq: f64,
+    pub dense_sq: f64,
 }
 
-impl Moments {
+impl Sums {
     /// `cos(m', g)` as [`super::magma::cosine`] defines it.
     pub fn cosine(&self) -> f64 {
         let (nm, ng) = (self.mm.sqrt(), self.gg.sqrt());
@@ -80,139 +144,33 @@ impl Moments {
         }
         (self.dot / (nm * ng)).clamp(-1.0, 1.0)
     }
-}
 
-/// Sums over elements, added chunk by chunk in chunk order.
-fn sum_chunks<const N: usize>(chunks: &[[f64; N]]) -> [f64; N] {
-    chunks.iter().fold([0.0; N], |mut acc, c| {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
+    /// Chunk sums added in chunk order.
+    fn total(chunks: &[[f64; 5]]) -> Self {
+        let s = chunks.iter().fold([0.0; 5], |mut acc, c| {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+            acc
+        });
+        Sums {
+            dot: s[0],
+            mm: s[1],
+            gg: s[2],
+            masked_sq: s[3],
+            dense_sq: s[4],
         }
-        acc
-    })
+    }
 }
 
-/// Pass 1's constants, in f32 as candle's `affine` applies them.
-struct MomentKernel {
+/// The per-element constants, in f32 as candle's `affine` applies them.
+struct Kernel {
     beta1: f32,
     one_minus_beta1: f32,
     beta2: f32,
     one_minus_beta2: f32,
     clip: f32,
-    scale: bool,
-}
-
-impl MomentKernel {
-    fn new(clip: f64, cfg: &AdamWConfig) -> Self {
-        Self {
-            beta1: cfg.beta1 as f32,
-            one_minus_beta1: (1.0 - cfg.beta1) as f32,
-            beta2: cfg.beta2 as f32,
-            one_minus_beta2: (1.0 - cfg.beta2) as f32,
-            clip: clip as f32,
-            scale: clip != 1.0,
-        }
-    }
-
-    /// New m and v over all elements, and `[Σ m'·g, Σ m'², Σ g²]`.
-    fn run(&self, m: &[f32], v: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>, [f64; 3]) {
-        let mut m_out = vec![0f32; m.len()];
-        let mut v_out = vec![0f32; m.len()];
-        let sums: Vec<[f64; 3]> = m_out
-            .par_chunks_mut(CHUNK)
-            .zip(v_out.par_chunks_mut(CHUNK))
-            .enumerate()
-            .map(|(k, (m_dst, v_dst))| {
-                let range = k * CHUNK..k * CHUNK + m_dst.len();
-                self.chunk(
-                    &m[range.clone()],
-                    &v[range.clone()],
-                    &g[range],
-                    m_dst,
-                    v_dst,
-                )
-            })
-            .collect();
-        (m_out, v_out, sum_chunks(&sums))
-    }
-
-    fn chunk(
-        &self,
-        m: &[f32],
-        v: &[f32],
-        g: &[f32],
-        m_dst: &mut [f32],
-        v_dst: &mut [f32],
-    ) -> [f64; 3] {
-        let (mut dot, mut mm, mut gg) = (0f64, 0f64, 0f64);
-        for i in 0..m_dst.len() {
-            let gi = if self.scale {
-                g[i] * self.clip + 0.0
-            } else {
-                g[i]
-            };
-            let mi = (m[i] * self.beta1 + 0.0) + (gi * self.one_minus_beta1 + 0.0);
-            let vi = (v[i] * self.beta2 + 0.0) + ((gi * gi) * self.one_minus_beta2 + 0.0);
-            m_dst[i] = mi;
-            v_dst[i] = vi;
-            dot += mi as f64 * gi as f64;
-            mm += mi as f64 * mi as f64;
-            gg += gi as f64 * gi as f64;
-        }
-        [dot, mm, gg]
-    }
-}
-
-/// Pass 1: `g ← g·clip` (when clip ≠ 1), `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`.
-/// `None` unless `m`, `v` and `g` are contiguous f32 CPU tensors.
-pub(crate) fn moments(
-    m: &Tensor,
-    v: &Tensor,
-    g: &Tensor,
-    clip: f64,
-    cfg: &AdamWConfig,
-) -> Result<Option<Moments>> {
-    let n = m.elem_count();
-    if v.elem_count() != n || g.elem_count() != n {
-        return Ok(None);
-    }
-    let kernel = MomentKernel::new(clip, cfg);
-    let out = with_f32(m, |m| with_f32(v, |v| with_f32(g, |g| kernel.run(m, v, g))));
-    let Some(Some(Some((m_new, v_new, [dot, mm, gg])))) = out else {
-        return Ok(None);
-    };
-    let shape = m.shape().clone();
-    Ok(Some(Moments {
-        first_moment: Tensor::from_vec(m_new, shape.clone(), &Device::Cpu)?,
-        second_moment: Tensor::from_vec(v_new, shape, &Device::Cpu)?,
-        dot,
-        mm,
-        gg,
-    }))
-}
-
-/// What pass 2 applies to θ.
-pub(crate) struct Update {
-    /// Bias-corrected Adam step at optimizer step t: `−lr/bc1` and `1/bc2`.
-    pub lr: f64,
-    pub t: u64,
-    /// Weight decay applies to this tensor.
-    pub decay: bool,
-    /// The decay is part of the masked (multiplied) displacement, else added densely.
-    pub decay_masked: bool,
-    /// Magma / SkipUpdate multiplier of the masked part (1 = plain AdamW).
-    pub mult: f64,
-}
-
-/// Result of pass 2: the new θ (None when nothing changes), `Σ masked²`, `Σ dense²`.
-pub(crate) struct Applied {
-    pub theta: Option<Tensor>,
-    pub base_sq: f64,
-    pub dense_sq: f64,
-}
-
-/// Pass 2's constants, in f32 as candle's `affine` applies them.
-struct ApplyKernel {
+    scale_grad: bool,
     /// `−lr/bc1`, `1/bc2`, ε and `−lr·λ`.
     adam_mul: f32,
     inv_bc2: f32,
@@ -220,83 +178,69 @@ struct ApplyKernel {
     decay_mul: f32,
     decay: bool,
     decay_masked: bool,
-    mult: f64,
-    mult_f32: f32,
-    /// θ changes at all (else only the norms are summed).
-    changes: bool,
 }
 
-impl ApplyKernel {
+/// One element's new moments and displacement (masked part, dense part).
+struct Element {
+    grad: f32,
+    m: f32,
+    v: f32,
+    masked: f32,
+    dense: Option<f32>,
+}
+
+impl Kernel {
     fn new(u: &Update, cfg: &AdamWConfig) -> Self {
         let bc1 = 1.0 - cfg.beta1.powf(u.t as f64);
         let bc2 = 1.0 - cfg.beta2.powf(u.t as f64);
-        let decay = u.decay && cfg.weight_decay != 0.0;
         Self {
+            beta1: cfg.beta1 as f32,
+            one_minus_beta1: (1.0 - cfg.beta1) as f32,
+            beta2: cfg.beta2 as f32,
+            one_minus_beta2: (1.0 - cfg.beta2) as f32,
+            clip: u.clip as f32,
+            scale_grad: u.clip != 1.0,
             adam_mul: (-u.lr / bc1) as f32,
             inv_bc2: (1.0 / bc2) as f32,
             eps: cfg.eps as f32,
             decay_mul: (-u.lr * cfg.weight_decay) as f32,
-            decay,
+            decay: u.decay && cfg.weight_decay != 0.0,
             decay_masked: u.decay_masked,
-            mult: u.mult,
-            mult_f32: u.mult as f32,
-            changes: u.mult != 0.0 || (decay && !u.decay_masked),
         }
     }
 
-    /// The new θ (empty when it does not change) and `[Σ masked², Σ dense²]`.
-    fn run(&self, th: &[f32], m: &[f32], v: &[f32]) -> (Vec<f32>, [f64; 2]) {
-        let n = th.len();
-        let mut out = if self.changes { vec![0f32; n] } else { vec![] };
-        let sums: Vec<[f64; 2]> = if self.changes {
-            out.par_chunks_mut(CHUNK)
-                .enumerate()
-                .map(|(k, dst)| self.chunk(th, m, v, k * CHUNK, dst.len(), Some(dst)))
-                .collect()
+    /// Whether θ changes under multiplier `mult` (else only the norms are summed).
+    fn changes(&self, mult: f64) -> bool {
+        mult != 0.0 || (self.decay && !self.decay_masked)
+    }
+
+    /// `g ← g·clip`, `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`, then the displacement.
+    #[inline(always)]
+    fn element(&self, theta: f32, m: f32, v: f32, g: f32) -> Element {
+        let grad = if self.scale_grad {
+            g * self.clip + 0.0
         } else {
-            (0..n.div_ceil(CHUNK))
-                .into_par_iter()
-                .map(|k| self.chunk(th, m, v, k * CHUNK, CHUNK.min(n - k * CHUNK), None))
-                .collect()
+            g
         };
-        (out, sum_chunks(&sums))
-    }
-
-    /// Elements `offset..offset + len`: their norms, and their new θ into `dst` when given.
-    fn chunk(
-        &self,
-        th: &[f32],
-        m: &[f32],
-        v: &[f32],
-        offset: usize,
-        len: usize,
-        mut dst: Option<&mut [f32]>,
-    ) -> [f64; 2] {
-        let (mut base, mut dense) = (0f64, 0f64);
-        for i in 0..len {
-            let j = offset + i;
-            let (masked, dense_part) = self.displacement(th[j], m[j], v[j]);
-            base += masked as f64 * masked as f64;
-            if let Some(dp) = dense_part {
-                dense += dp as f64 * dp as f64;
-            }
-            if let Some(dst) = dst.as_deref_mut() {
-                dst[i] = self.moved(th[j], masked, dense_part);
-            }
+        let m = (m * self.beta1 + 0.0) + (grad * self.one_minus_beta1 + 0.0);
+        let v = (v * self.beta2 + 0.0) + ((grad * grad) * self.one_minus_beta2 + 0.0);
+        let (masked, dense) = self.displacement(theta, m, v);
+        Element {
+            grad,
+            m,
+            v,
+            masked,
+            dense,
         }
-        [base, dense]
     }
 
     /// One element's displacement: the masked part, and the dense part (decay kept out of the
     /// mask).
-    fn displacement(&self, th: f32, m: f32, v: f32) -> (f32, Option<f32>) {
+    #[inline(always)]
+    fn displacement(&self, theta: f32, m: f32, v: f32) -> (f32, Option<f32>) {
         let denom = ((v * self.inv_bc2 + 0.0).sqrt()) * 1.0 + self.eps;
         let adam = (m * self.adam_mul + 0.0) / denom;
-        let decay = if self.decay {
-            Some(th * self.decay_mul + 0.0)
-        } else {
-            None
-        };
+        let decay = self.decay.then_some(theta * self.decay_mul + 0.0);
         match decay {
             Some(d) if self.decay_masked => (adam + d, None),
             Some(d) => (adam, Some(d)),
@@ -305,48 +249,135 @@ impl ApplyKernel {
     }
 
     /// `θ + mult·masked + dense` for one element.
-    fn moved(&self, th: f32, masked: f32, dense_part: Option<f32>) -> f32 {
-        if self.mult == 0.0 {
-            return th + dense_part.unwrap_or(0.0);
+    #[inline(always)]
+    fn moved(theta: f32, masked: f32, dense: Option<f32>, mult: f64) -> f32 {
+        if mult == 0.0 {
+            return theta + dense.unwrap_or(0.0);
         }
-        let upd = if self.mult == 1.0 {
+        let upd = if mult == 1.0 {
             masked
         } else {
-            masked * self.mult_f32 + 0.0
+            masked * mult as f32 + 0.0
         };
-        let moved = th + upd;
-        match dense_part {
-            Some(dp) => moved + dp,
+        let moved = theta + upd;
+        match dense {
+            Some(d) => moved + d,
             None => moved,
+        }
+    }
+
+    /// One chunk of the moment pass: m and v in place, θ too when `mult` is given; the sums.
+    fn step_chunk(
+        &self,
+        theta: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+        mult: Option<f64>,
+    ) -> [f64; 5] {
+        let mut sums = [0f64; 5];
+        for i in 0..m.len() {
+            let e = self.element(theta[i], m[i], v[i], g[i]);
+            m[i] = e.m;
+            v[i] = e.v;
+            sums[0] += e.m as f64 * e.grad as f64;
+            sums[1] += e.m as f64 * e.m as f64;
+            sums[2] += e.grad as f64 * e.grad as f64;
+            sums[3] += e.masked as f64 * e.masked as f64;
+            if let Some(d) = e.dense {
+                sums[4] += d as f64 * d as f64;
+            }
+            if let Some(mult) = mult {
+                theta[i] = Self::moved(theta[i], e.masked, e.dense, mult);
+            }
+        }
+        sums
+    }
+
+    /// One chunk of the weight pass (after the moment pass): θ in place.
+    fn apply_chunk(&self, theta: &mut [f32], m: &[f32], v: &[f32], mult: f64) {
+        for i in 0..theta.len() {
+            let (masked, dense) = self.displacement(theta[i], m[i], v[i]);
+            theta[i] = Self::moved(theta[i], masked, dense, mult);
         }
     }
 }
 
-/// Pass 2: the Adam displacement `−lr·m̂/(√v̂+ε)`, the decay `−lr·λ·θ`, their split into the
-/// masked and dense parts, and `θ + mult·masked + dense`. `None` unless θ is contiguous f32 on
+/// The moments of one tensor (and, given `mult`, its weight) updated in place in one pass over
+/// θ, m, v and the gradient: returns the sums. `mult = None` leaves θ for [`apply`] (Magma,
+/// whose multiplier needs this pass's cosine); a multiplier under which θ does not change skips
+/// its writes. `None` unless all four are contiguous f32 CPU tensors of one size.
+pub(crate) fn step(
+    theta: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    grad: &Tensor,
+    u: &Update,
+    mult: Option<f64>,
+    cfg: &AdamWConfig,
+) -> Result<Option<Sums>> {
+    let n = theta.elem_count();
+    if [m, v, grad].iter().any(|t| t.elem_count() != n) {
+        return Ok(None);
+    }
+    let kernel = Kernel::new(u, cfg);
+    let mult = mult.filter(|&x| kernel.changes(x));
+    let run = |th: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+        let chunks: Vec<[f64; 5]> = th
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .map(|(((th, m), v), g)| kernel.step_chunk(th, m, v, g, mult))
+            .collect();
+        Sums::total(&chunks)
+    };
+    with_step_slices(theta, m, v, grad, run)
+}
+
+/// θ, m, v writable and the gradient readable at once; `None` unless all are contiguous f32 on
 /// the CPU.
+fn with_step_slices<R>(
+    theta: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    grad: &Tensor,
+    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32], &[f32]) -> R,
+) -> Result<Option<R>> {
+    let nested = with_f32_mut(theta, |th| {
+        with_f32_mut(m, |m| {
+            with_f32_mut(v, |v| with_f32(grad, |g| f(th, m, v, g)))
+        })
+    });
+    // Result<Option<Result<Option<Result<Option<Option<R>>>>>>> → Result<Option<R>>.
+    Ok(nested?
+        .transpose()?
+        .flatten()
+        .transpose()?
+        .flatten()
+        .flatten())
+}
+
+/// The weight pass after [`step`] with `mult = None`: `θ + mult·masked + dense` in place, from
+/// the new moments. Returns false (nothing done) unless θ, m, v are contiguous f32 on the CPU.
 pub(crate) fn apply(
     theta: &Tensor,
     m: &Tensor,
     v: &Tensor,
     u: &Update,
+    mult: f64,
     cfg: &AdamWConfig,
-) -> Result<Option<Applied>> {
-    let kernel = ApplyKernel::new(u, cfg);
-    let out = with_f32(theta, |th| {
-        with_f32(m, |m| with_f32(v, |v| kernel.run(th, m, v)))
-    });
-    let Some(Some(Some((out, [base_sq, dense_sq])))) = out else {
-        return Ok(None);
+) -> Result<bool> {
+    let kernel = Kernel::new(u, cfg);
+    if !kernel.changes(mult) {
+        return Ok(with_f32(theta, |_| ()).is_some());
+    }
+    let run = |th: &mut [f32], m: &[f32], v: &[f32]| {
+        th.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks(CHUNK))
+            .zip(v.par_chunks(CHUNK))
+            .for_each(|((th, m), v)| kernel.apply_chunk(th, m, v, mult));
     };
-    let theta = if kernel.changes {
-        Some(Tensor::from_vec(out, theta.shape().clone(), &Device::Cpu)?)
-    } else {
-        None
-    };
-    Ok(Some(Applied {
-        theta,
-        base_sq,
-        dense_sq,
-    }))
+    let done = with_f32_mut(theta, |th| with_f32(m, |m| with_f32(v, |v| run(th, m, v))))?;
+    Ok(done.flatten().flatten().is_some())
 }

@@ -69,7 +69,8 @@ impl Default for OptimizerConfig {
 pub struct ParamState {
     pub name: String,
     pub var: Var,
-    /// Adam's first moment m (f32, or f64 for f64 weights).
+    /// Adam's first moment m (f32, or f64 for f64 weights). The fused CPU pass updates m and v
+    /// in place: a clone kept across a step sees the new values.
     pub first_moment: Tensor,
     /// Adam's second moment v.
     pub second_moment: Tensor,

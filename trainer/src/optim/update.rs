@@ -1,6 +1,6 @@
 //! One parameter tensor's update within an optimizer step: the moments, the Magma / SkipUpdate
-//! multiplier of the masked part, and the new weight, by the fused CPU passes where they apply
-//! ([`super::fused`]) or else by composed candle ops ([`super::adamw`]). Both give the same bits.
+//! multiplier of the masked part, and the new weight, by the fused in-place CPU passes where
+//! they apply (`fused.rs`) or else by composed candle ops (`adamw.rs`). Both give the same bits.
 //!
 //! Owns the order of a tensor's update. Must not know other tensors, the global norm or the mask
 //! stream: the step hands it the clip factor and this tensor's draw.
@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use super::magma::{self, ScalarF64};
 use super::stats::StepSums;
 use super::{adamw, fused, OptimizerConfig, OptimizerKind, ParamState};
-use crate::error::Result;
+use crate::error::{Result, TrainerError};
 
 /// What every tensor of a step shares.
 pub(super) struct StepCtx<'a> {
@@ -24,13 +24,6 @@ pub(super) struct StepCtx<'a> {
     pub cfg: &'a OptimizerConfig,
 }
 
-/// How the moments were updated: by the fused pass, which also summed Magma's cosine, or by
-/// composed ops, which keep the clipped gradient for it.
-enum NewMoments {
-    Fused { cosine: f64 },
-    Composed { clipped_grad: Tensor },
-}
-
 /// Update `p` for gradient `grad` and mask draw `z` (`None`: unmasked tensor).
 pub(super) fn update_tensor(
     p: &mut ParamState,
@@ -39,33 +32,83 @@ pub(super) fn update_tensor(
     ctx: &StepCtx,
     sums: &mut StepSums,
 ) -> Result<()> {
-    let moments = update_moments(p, grad, ctx)?;
-    let mult = multiplier(p, z, &moments, ctx, sums)?;
+    let decay_masked = ctx.cfg.magma.mask_weight_decay || !p.masked;
+    // f32 weights on the CPU: fused in-place passes (bit-identical moments and weights).
+    if p.master.is_none() && update_fused(p, grad, z, decay_masked, ctx, sums)? {
+        return Ok(());
+    }
+    let clipped_grad = update_moments(p, grad, ctx)?;
+    let mult = multiplier(
+        p,
+        z,
+        |p| Ok(magma::cosine(&p.first_moment, &clipped_grad)?),
+        ctx,
+        sums,
+    )?;
+    record_draw(p, z, mult, sums);
+    apply_composed(p, mult, decay_masked, ctx, sums)
+}
+
+/// The fused CPU update: one in-place pass when the multiplier is known up front, two for a
+/// masked Magma tensor (its multiplier needs the pass's cosine). False (nothing done) unless
+/// θ, m, v and the gradient are contiguous f32 on the CPU.
+fn update_fused(
+    p: &mut ParamState,
+    grad: &Tensor,
+    z: Option<bool>,
+    decay_masked: bool,
+    ctx: &StepCtx,
+    sums: &mut StepSums,
+) -> Result<bool> {
+    let update = fused::Update {
+        lr: ctx.lr,
+        t: ctx.t,
+        clip: ctx.clip,
+        decay: p.decay,
+        decay_masked,
+    };
+    let needs_cosine = z.is_some() && ctx.cfg.kind == OptimizerKind::Magma;
+    let known_mult = if needs_cosine {
+        None
+    } else {
+        Some(multiplier(p, z, |_| Ok(0.0), ctx, sums)?)
+    };
+    let theta = p.var.as_detached_tensor();
+    let (m, v) = (&p.first_moment, &p.second_moment);
+    let adamw = &ctx.cfg.adamw;
+    let Some(pass) = fused::step(&theta, m, v, grad, &update, known_mult, adamw)? else {
+        return Ok(false);
+    };
+    let mult = match known_mult {
+        Some(mult) => mult,
+        None => {
+            let mult = multiplier(p, z, |_| Ok(pass.cosine()), ctx, sums)?;
+            let (m, v) = (&p.first_moment, &p.second_moment);
+            if !fused::apply(&theta, m, v, &update, mult, adamw)? {
+                return Err(TrainerError::Optimizer(format!(
+                    "{}: the weight pass could not follow the moment pass",
+                    p.name
+                )));
+            }
+            mult
+        }
+    };
+    record_draw(p, z, mult, sums);
+    sums.add_displacement(pass.masked_sq, pass.dense_sq, mult);
+    Ok(true)
+}
+
+/// Keep a masked tensor's draw and the multiplier it led to.
+fn record_draw(p: &mut ParamState, z: Option<bool>, mult: f64, sums: &mut StepSums) {
     if z.is_some() {
         p.last_mask = z;
         sums.multipliers.push(mult);
     }
-    let decay_masked = ctx.cfg.magma.mask_weight_decay || !p.masked;
-    if let NewMoments::Fused { .. } = moments {
-        if apply_fused(p, mult, decay_masked, ctx, sums)? {
-            return Ok(());
-        }
-    }
-    apply_composed(p, mult, decay_masked, ctx, sums)
 }
 
-/// `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²` for the clipped gradient.
-fn update_moments(p: &mut ParamState, grad: &Tensor, ctx: &StepCtx) -> Result<NewMoments> {
-    // f32 weights on the CPU: two fused passes (bit-identical moments and weights).
-    if p.master.is_none() {
-        let (m, v) = (&p.first_moment, &p.second_moment);
-        if let Some(fused) = fused::moments(m, v, grad, ctx.clip, &ctx.cfg.adamw)? {
-            let cosine = fused.cosine();
-            p.first_moment = fused.first_moment;
-            p.second_moment = fused.second_moment;
-            return Ok(NewMoments::Fused { cosine });
-        }
-    }
+/// `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²` for the clipped gradient, by composed ops;
+/// returns the clipped gradient.
+fn update_moments(p: &mut ParamState, grad: &Tensor, ctx: &StepCtx) -> Result<Tensor> {
     let grad = grad.to_dtype(p.first_moment.dtype())?;
     let clipped_grad = if ctx.clip != 1.0 {
         grad.affine(ctx.clip, 0.0)?
@@ -80,15 +123,15 @@ fn update_moments(p: &mut ParamState, grad: &Tensor, ctx: &StepCtx) -> Result<Ne
     )?;
     p.first_moment = m;
     p.second_moment = v;
-    Ok(NewMoments::Composed { clipped_grad })
+    Ok(clipped_grad)
 }
 
-/// The masked part's multiplier: Magma's `z·s` (after the alignment EMA of s), SkipUpdate's
-/// `z/p`, 1 for unmasked tensors and plain AdamW.
+/// The masked part's multiplier: Magma's `z·s` (after the alignment EMA of s, from the
+/// tensor's `cosine`), SkipUpdate's `z/p`, 1 for unmasked tensors and plain AdamW.
 fn multiplier(
     p: &mut ParamState,
     z: Option<bool>,
-    moments: &NewMoments,
+    cosine: impl FnOnce(&ParamState) -> Result<f64>,
     ctx: &StepCtx,
     sums: &mut StepSums,
 ) -> Result<f64> {
@@ -97,12 +140,7 @@ fn multiplier(
     match ctx.cfg.kind {
         OptimizerKind::Magma => {
             let timer = Instant::now();
-            let cosine = match moments {
-                NewMoments::Fused { cosine } => *cosine,
-                NewMoments::Composed { clipped_grad } => {
-                    magma::cosine(&p.first_moment, clipped_grad)?
-                }
-            };
+            let cosine = cosine(p)?;
             let score = magma::ema_update(p.align_score.unwrap_or(cfg.s0), cosine, cfg);
             p.align_score = Some(score);
             sums.cosines.push(cosine);
@@ -126,32 +164,6 @@ fn theta(p: &ParamState) -> Tensor {
         Some(master) => master.clone(),
         None => p.var.as_detached_tensor(),
     }
-}
-
-/// The fused second pass; false (nothing done) unless θ is contiguous f32 on the CPU.
-fn apply_fused(
-    p: &mut ParamState,
-    mult: f64,
-    decay_masked: bool,
-    ctx: &StepCtx,
-    sums: &mut StepSums,
-) -> Result<bool> {
-    let update = fused::Update {
-        lr: ctx.lr,
-        t: ctx.t,
-        decay: p.decay,
-        decay_masked,
-        mult,
-    };
-    let (m, v) = (&p.first_moment, &p.second_moment);
-    let Some(applied) = fused::apply(&theta(p), m, v, &update, &ctx.cfg.adamw)? else {
-        return Ok(false);
-    };
-    sums.add_displacement(applied.base_sq, applied.dense_sq, mult);
-    if let Some(new_theta) = applied.theta {
-        p.var.set(&new_theta)?;
-    }
-    Ok(true)
 }
 
 /// `θ + mult·masked + dense` from composed candle ops: the Adam displacement, the decay, and
