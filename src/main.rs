@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod device_check;
 mod gen_cmds;
+mod hub;
 mod model_cmds;
 mod push_cmd;
 mod train;
