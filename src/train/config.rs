@@ -1,5 +1,8 @@
 //! The run configuration: TOML with defaults, `--set key=value` overrides, unknown keys refused
 //! with the closest known key suggested, and the effective config written to RUN_DIR.
+//!
+//! Owns the keys, their defaults and their validation, and how they map onto the trainer's,
+//! the engine's and the verifier's settings. It must not load or run anything.
 
 use std::path::Path;
 
@@ -354,6 +357,19 @@ impl RunConfig {
             last_number_fallback: self.last_number_fallback,
             boxed_bonus: self.boxed_bonus,
             ..rlvr_verifier::VerifierConfig::default()
+        }
+    }
+
+    /// The generator's engine: the `[engine]` section.
+    pub fn engine_config(&self) -> rlvr_runtime::EngineConfig {
+        rlvr_runtime::EngineConfig {
+            block_size: self.engine.block_size,
+            kv_cache_bytes: self.engine.kv_cache_mb << 20,
+            num_blocks: None,
+            gpu_memory_fraction: (self.engine.gpu_memory_fraction > 0.0)
+                .then_some(self.engine.gpu_memory_fraction),
+            max_batch_tokens: self.engine.max_batch_tokens,
+            max_num_seqs: self.engine.max_num_seqs,
         }
     }
 
