@@ -1,5 +1,6 @@
-//! `rlvr bench verify`: verifications per second on GSM8K-style completions. The corpus and the
-//! timing are `rlvr_verifier::bench_gsm8k_style` (shared with the verifier's own example).
+//! `rlvr bench verify`: the verifier's throughput, one JSON line. The corpus and the timing are
+//! `rlvr_verifier::bench_gsm8k_style` (shared with the verifier's own example); this only adds
+//! the `bench` key.
 
 use anyhow::Result;
 use serde_json::Value;

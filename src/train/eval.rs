@@ -167,23 +167,12 @@ fn sampled_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<Vec<usize>> {
         temperature: spec.temperature,
         max_new_tokens: spec.max_new_tokens,
         stop_token_ids: spec.eos.clone(),
+        // Problem i is seeded with seed + i.
+        seed: spec.seed,
         ..Default::default()
     };
-    let requests = spec
-        .prompts
-        .iter()
-        .enumerate()
-        .map(|(i, prompt)| Request {
-            prompt_ids: prompt.clone(),
-            params: SamplingParams {
-                seed: spec.seed.wrapping_add(i as u64),
-                ..params.clone()
-            },
-            n: spec.k,
-        })
-        .collect();
     let mut correct_per_problem = vec![0usize; spec.problems.len()];
-    for completion in &engine.generate(requests)? {
+    for completion in &engine.generate_groups(spec.prompts, spec.k, &params)? {
         if grade_completion(completion, spec).correct {
             correct_per_problem[completion.request_index] += 1;
         }

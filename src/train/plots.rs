@@ -1,6 +1,8 @@
 //! PNG plots of the run's metrics (reward, accuracy, entropy, spurious-token fraction), redrawn
 //! after every step. Axis labels need a TrueType font: the first of a few common system fonts is
 //! used; without one the plots are drawn without text.
+//!
+//! It reads the run's JSONL logs and nothing else: it must not know how they were made.
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -1,6 +1,9 @@
-//! Where prompts come from: the built-in arithmetic task, bundled GSM8K, or a JSONL file; with
-//! deterministic, seeded batches (batch n is a function of the seed and n alone, so a resumed run
-//! sees the same prompts).
+//! Where prompts come from: the built-in arithmetic task, bundled GSM8K, or a JSONL or Parquet
+//! file; with deterministic, seeded batches (batch n is a function of the seed and n alone, so a
+//! resumed run sees the same prompts), and how a problem becomes a prompt.
+//!
+//! It must not know about generation, grading or training: it hands out problems and gold
+//! answers.
 
 use std::io::BufRead;
 use std::path::Path;
