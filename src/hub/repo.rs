@@ -14,21 +14,8 @@ impl Hub {
             .with_context(|| format!("repo id {repo:?} is not `namespace/name`"))?;
         let body =
             json!({"name": name, "organization": namespace, "private": private, "type": "model"});
-        match self
-            .request(
-                "POST",
-                &url,
-                Auth::Hub,
-                &[("Content-Type", "application/json")],
-            )
-            .send_bytes(body.to_string().as_bytes())
-        {
-            Ok(_) => Ok(true),
-            Err(ureq::Error::Status(409, _)) => Ok(false),
-            Err(e) => Err(self
-                .error("POST", &url, e)
-                .context(format!("creating repo {repo}"))),
-        }
+        self.create(&url, body.to_string().as_bytes())
+            .with_context(|| format!("creating repo {repo}"))
     }
 
     /// Create `branch` from the default branch unless it exists.
@@ -38,23 +25,25 @@ impl Hub {
             self.endpoint,
             encode_segment(branch)
         );
-        match self
-            .request(
-                "POST",
-                &url,
-                Auth::Hub,
-                &[("Content-Type", "application/json")],
-            )
-            .send_bytes(b"{}")
+        if self
+            .create(&url, b"{}")
+            .with_context(|| format!("creating branch {branch}"))?
         {
-            Ok(_) => {
-                eprintln!("push: created branch {branch}");
-                Ok(())
-            }
-            Err(ureq::Error::Status(409, _)) => Ok(()),
-            Err(e) => Err(self
-                .error("POST", &url, e)
-                .context(format!("creating branch {branch}"))),
+            eprintln!("push: created branch {branch}");
+        }
+        Ok(())
+    }
+
+    /// POST a creation request: `Ok(true)` when created, `Ok(false)` on 409 (it exists).
+    fn create(&self, url: &str, body: &[u8]) -> Result<bool> {
+        let headers = [("Content-Type", "application/json")];
+        match self
+            .request("POST", url, Auth::Hub, &headers)
+            .send_bytes(body)
+        {
+            Ok(_) => Ok(true),
+            Err(ureq::Error::Status(409, _)) => Ok(false),
+            Err(e) => Err(self.error("POST", url, e)),
         }
     }
 }

@@ -197,30 +197,27 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 /// Reject keys that the defaults do not have, suggesting the closest one at the same level.
 fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
-    let (Some(u), Some(k)) = (user.as_object(), known.as_object()) else {
+    let (Some(user_keys), Some(known_keys)) = (user.as_object(), known.as_object()) else {
         return Ok(());
     };
-    for (key, v) in u {
-        let full = if path.is_empty() {
-            key.clone()
+    let full_key = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
         } else {
             format!("{path}.{key}")
-        };
-        match k.get(key) {
-            Some(kv) => check_keys(v, kv, &full)?,
-            None => {
-                let closest = k.keys().min_by_key(|c| levenshtein(key, c)).map(|c| {
-                    if path.is_empty() {
-                        c.clone()
-                    } else {
-                        format!("{path}.{c}")
-                    }
-                });
-                match closest {
-                    Some(c) => bail!("unknown config key `{full}` (did you mean `{c}`?)"),
-                    None => bail!("unknown config key `{full}`"),
-                }
-            }
+        }
+    };
+    for (key, value) in user_keys {
+        let full = full_key(key);
+        match known_keys.get(key) {
+            Some(known_value) => check_keys(value, known_value, &full)?,
+            None => match known_keys.keys().min_by_key(|k| levenshtein(key, k)) {
+                Some(closest) => bail!(
+                    "unknown config key `{full}` (did you mean `{}`?)",
+                    full_key(closest)
+                ),
+                None => bail!("unknown config key `{full}`"),
+            },
         }
     }
     Ok(())
@@ -228,17 +225,17 @@ fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
 
 fn merge(dst: &mut Value, src: Value) {
     match (dst, src) {
-        (Value::Object(d), Value::Object(s)) => {
-            for (k, v) in s {
-                match d.get_mut(&k) {
-                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+        (Value::Object(dst_map), Value::Object(src_map)) => {
+            for (key, value) in src_map {
+                match dst_map.get_mut(&key) {
+                    Some(slot) if slot.is_object() && value.is_object() => merge(slot, value),
                     _ => {
-                        d.insert(k, v);
+                        dst_map.insert(key, value);
                     }
                 }
             }
         }
-        (d, s) => *d = s,
+        (dst, src) => *dst = src,
     }
 }
 
@@ -255,13 +252,13 @@ pub fn parse_set(kv: &str) -> Result<Value> {
         )?,
         Err(_) => Value::String(raw.into()),
     };
-    let mut v = parsed;
+    let mut nested = parsed;
     for part in key.trim().split('.').rev() {
-        let mut o = serde_json::Map::new();
-        o.insert(part.to_string(), v);
-        v = Value::Object(o);
+        let mut object = serde_json::Map::new();
+        object.insert(part.to_string(), nested);
+        nested = Value::Object(object);
     }
-    Ok(v)
+    Ok(nested)
 }
 
 impl RunConfig {
