@@ -1,4 +1,5 @@
 //! Shared CLI pieces: model and device options, loading with a message, JSONL reading.
+//! Nothing here knows a particular command.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -97,10 +98,10 @@ impl ModelArgs {
                 offline: false,
             },
         };
-        let m = rlvr_models::load(&self.model, &opts)
+        let loaded = rlvr_models::load(&self.model, &opts)
             .with_context(|| format!("loading model {:?}", self.model))?;
-        eprintln!("rlvr: model {}: {}", self.model, m.description);
-        Ok(m)
+        eprintln!("rlvr: model {}: {}", self.model, loaded.description);
+        Ok(loaded)
     }
 }
 

@@ -1,6 +1,9 @@
 //! `rlvr device-check`: a device (CUDA) against the CPU and transformers' goldens, in f32 and
 //! bf16, and the paged runtime on that device against its own full-sequence forward. Prints one
 //! JSON object; exits non-zero when a check fails.
+//!
+//! Owns the comparisons and their tolerances; it must not know how the model or the runtime
+//! compute (it only calls their public entry points).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,47 +48,36 @@ struct Case {
     greedy: Vec<u32>,
 }
 
-fn u32s(v: &Value) -> Vec<u32> {
+/// The items of a JSON array that `convert` accepts (none when it is not an array).
+fn array_of<T>(v: &Value, convert: impl Fn(&Value) -> Option<T>) -> Vec<T> {
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_u64)
-                .map(|x| x as u32)
-                .collect()
-        })
+        .map(|items| items.iter().filter_map(&convert).collect())
         .unwrap_or_default()
 }
 
+fn u32s(v: &Value) -> Vec<u32> {
+    array_of(v, |x| Some(x.as_u64()? as u32))
+}
+
 fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_f64)
-                .map(|x| x as f32)
-                .collect()
-        })
-        .unwrap_or_default()
+    array_of(v, |x| Some(x.as_f64()? as f32))
 }
 
 fn read_cases(path: &PathBuf) -> Result<Vec<Case>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let g: Value =
+    let golden: Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let cases = g["cases"]
+    let cases = golden["cases"]
         .as_array()
         .with_context(|| format!("{}: no `cases` array", path.display()))?;
     let out: Vec<Case> = cases
         .iter()
-        .map(|c| Case {
-            ids: u32s(&c["input_ids"]),
-            top10_ids: c["top10_ids"]
-                .as_array()
-                .map_or(vec![], |a| a.iter().map(u32s).collect()),
-            top10_logits: c["top10_logits"]
-                .as_array()
-                .map_or(vec![], |a| a.iter().map(f32s).collect()),
-            greedy: u32s(&c["greedy_24"]),
+        .map(|case| Case {
+            ids: u32s(&case["input_ids"]),
+            top10_ids: array_of(&case["top10_ids"], |row| Some(u32s(row))),
+            top10_logits: array_of(&case["top10_logits"], |row| Some(f32s(row))),
+            greedy: u32s(&case["greedy_24"]),
         })
         .collect();
     if out.is_empty() || out.iter().any(|c| c.ids.is_empty()) {
@@ -133,25 +125,34 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Paged decode on `model`'s device vs its own full forward: max |Δ log-prob| of the generated
+/// Paged decode on a device against the same model's full forward there.
+struct PagedCheck {
+    max_abs_diff: f64,
+    mean_abs_diff: f64,
+    /// The greedy continuation of each case.
+    greedy: Vec<Vec<u32>>,
+    tokens: usize,
+}
+
+/// Paged decode on `model`'s device vs its own full forward: |Δ log-prob| of the generated
 /// tokens, for greedy samples and for a sampled group of 4 (shared prompt blocks, copy-on-write).
-fn paged_vs_full(model: &Arc<Model>, cases: &[Case]) -> Result<(f64, f64, Vec<Vec<u32>>, usize)> {
+fn paged_vs_full(model: &Arc<Model>, cases: &[Case]) -> Result<PagedCheck> {
     let cfg = EngineConfig {
         block_size: 16,
         kv_cache_bytes: 256 << 20,
         ..Default::default()
     };
     let mut engine = Engine::new(model.clone(), None, cfg)?;
-    let mut reqs: Vec<Request> = cases
+    let mut requests: Vec<Request> = cases
         .iter()
-        .map(|c| Request {
-            prompt_ids: c.ids.clone(),
+        .map(|case| Request {
+            prompt_ids: case.ids.clone(),
             params: SamplingParams::greedy(24),
             n: 1,
         })
         .collect();
-    reqs.extend(cases.iter().map(|c| Request {
-        prompt_ids: c.ids.clone(),
+    requests.extend(cases.iter().map(|case| Request {
+        prompt_ids: case.ids.clone(),
         params: SamplingParams {
             temperature: 1.0,
             seed: 11,
@@ -161,105 +162,79 @@ fn paged_vs_full(model: &Arc<Model>, cases: &[Case]) -> Result<(f64, f64, Vec<Ve
         },
         n: 4,
     }));
-    let outs = engine.generate(reqs)?;
-    let (mut worst, mut sum) = (0.0f64, 0.0f64);
-    let mut tokens = 0;
+    let (mut worst, mut sum, mut tokens) = (0.0f64, 0.0f64, 0usize);
     let mut greedy = vec![vec![]; cases.len()];
-    for c in &outs {
-        let mut row = c.prompt_token_ids.clone();
-        row.extend(&c.token_ids);
-        let lp = log_softmax_rows(&full_logits(model, &row)?)?;
-        let p = c.prompt_token_ids.len();
-        for (t, (&tok, &eng)) in c.token_ids.iter().zip(&c.logprobs).enumerate() {
-            let full = lp[p + t - 1][tok as usize];
-            worst = worst.max((full - eng).abs() as f64);
-            sum += (full - eng).abs() as f64;
+    for completion in &engine.generate(requests)? {
+        let mut row = completion.prompt_token_ids.clone();
+        row.extend(&completion.token_ids);
+        let full = log_softmax_rows(&full_logits(model, &row)?)?;
+        let prompt_len = completion.prompt_token_ids.len();
+        let generated = completion.token_ids.iter().zip(&completion.logprobs);
+        for (t, (&token, &paged)) in generated.enumerate() {
+            let diff = (full[prompt_len + t - 1][token as usize] - paged).abs() as f64;
+            worst = worst.max(diff);
+            sum += diff;
             tokens += 1;
         }
-        if c.request_index < cases.len() {
-            greedy[c.request_index] = c.token_ids.clone();
+        if completion.request_index < cases.len() {
+            greedy[completion.request_index] = completion.token_ids.clone();
         }
     }
-    Ok((worst, sum / tokens.max(1) as f64, greedy, tokens))
+    Ok(PagedCheck {
+        max_abs_diff: worst,
+        mean_abs_diff: sum / tokens.max(1) as f64,
+        greedy,
+        tokens,
+    })
 }
 
-pub fn run(a: &DeviceCheckArgs) -> Result<()> {
-    let cases = read_cases(&a.golden)?;
-    let device = crate::common::device(a.device.as_deref())?;
-    let t0 = std::time::Instant::now();
-    let cpu = load(&a.model, DType::F32, &Device::Cpu)?;
-    let cpu_logits: Vec<Vec<Vec<f32>>> = cases
-        .iter()
-        .map(|c| full_logits(&cpu, &c.ids))
-        .collect::<Result<_>>()?;
-    let cpu_lp: Vec<Vec<Vec<f32>>> = cpu_logits
-        .iter()
-        .map(|l| log_softmax_rows(l))
-        .collect::<Result<_>>()?;
-    drop(cpu);
-    let max_logit = cpu_logits
-        .iter()
-        .flatten()
-        .flatten()
-        .fold(0.0f64, |m, x| m.max(x.abs() as f64));
+/// The CPU f32 reference of every case.
+struct Reference {
+    logits: Vec<Vec<Vec<f32>>>,
+    logprobs: Vec<Vec<Vec<f32>>>,
+    max_abs_logit: f64,
+}
 
+fn cpu_reference(model_spec: &str, cases: &[Case]) -> Result<Reference> {
+    let cpu = load(model_spec, DType::F32, &Device::Cpu)?;
+    let logits: Vec<Vec<Vec<f32>>> = cases
+        .iter()
+        .map(|case| full_logits(&cpu, &case.ids))
+        .collect::<Result<_>>()?;
+    let logprobs = logits
+        .iter()
+        .map(|rows| log_softmax_rows(rows))
+        .collect::<Result<_>>()?;
+    let max_abs_logit = logits
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0f64, |max, x| max.max(x.abs() as f64));
+    Ok(Reference {
+        logits,
+        logprobs,
+        max_abs_logit,
+    })
+}
+
+pub fn run(args: &DeviceCheckArgs) -> Result<()> {
+    let cases = read_cases(&args.golden)?;
+    let device = crate::common::device(args.device.as_deref())?;
+    let t0 = std::time::Instant::now();
+    let reference = cpu_reference(&args.model, &cases)?;
     let mut report = json!({
         "check": "device",
-        "model": a.model,
+        "model": args.model,
         "device": format!("{device:?}"),
         "cases": cases.len(),
-        "cpu_max_abs_logit": max_logit,
+        "cpu_max_abs_logit": reference.max_abs_logit,
         "flash_attn_prefill": rlvr_runtime::flash_attn_enabled() && device.is_cuda(),
     });
     let mut all_pass = true;
-    for name in &a.dtypes {
-        let (dtype, tol) = match name.as_str() {
-            "f32" => (DType::F32, a.f32_tol),
-            "bf16" => (DType::BF16, a.bf16_tol),
-            "f16" => (DType::F16, a.bf16_tol),
-            other => bail!("--dtypes: unknown dtype {other:?} (f32, bf16, f16)"),
-        };
-        let model = Arc::new(load(&a.model, dtype, &device)?);
-        let (mut d_logit, mut d_lp, mut d_top10) = (0.0f64, 0.0f64, 0.0f64);
-        for (ci, c) in cases.iter().enumerate() {
-            let l = full_logits(&model, &c.ids)?;
-            d_logit = d_logit.max(max_abs_diff(&l, &cpu_logits[ci]));
-            d_lp = d_lp.max(max_abs_diff(&log_softmax_rows(&l)?, &cpu_lp[ci]));
-            for (pos, (ids, vals)) in c.top10_ids.iter().zip(&c.top10_logits).enumerate() {
-                for (&i, &v) in ids.iter().zip(vals) {
-                    if let Some(x) = l.get(pos).and_then(|r| r.get(i as usize)) {
-                        d_top10 = d_top10.max((x - v).abs() as f64);
-                    }
-                }
-            }
-        }
-        let (d_paged, d_paged_mean, greedy, paged_tokens) = paged_vs_full(&model, &cases)?;
-        let greedy_match: usize = cases
-            .iter()
-            .zip(&greedy)
-            .map(|(c, g)| c.greedy.iter().zip(g).take_while(|(a, b)| a == b).count())
-            .sum();
-        let greedy_total: usize = cases.iter().map(|c| c.greedy.len()).sum();
-        let rel = d_logit / max_logit.max(1e-12);
-        let pass = if dtype == DType::F32 {
-            d_logit <= tol && d_paged <= 10.0 * tol
-        } else {
-            rel <= tol && d_paged_mean <= tol
-        };
+    for name in &args.dtypes {
+        let (entry, pass) = check_dtype(args, name, &device, &cases, &reference)?;
+        report[name.as_str()] = entry;
         all_pass &= pass;
-        report[name.as_str()] = json!({
-            "logits_max_abs_diff_vs_cpu_f32": d_logit,
-            "logits_rel_diff_vs_cpu_f32": rel,
-            "logprobs_max_abs_diff_vs_cpu_f32": d_lp,
-            "top10_logits_max_abs_diff_vs_transformers": d_top10,
-            "paged_vs_full_logprob_max_abs_diff": d_paged,
-            "paged_vs_full_logprob_mean_abs_diff": d_paged_mean,
-            "paged_tokens_compared": paged_tokens,
-            "greedy_tokens_matching_transformers": greedy_match,
-            "greedy_tokens_total": greedy_total,
-            "tolerance": tol,
-            "pass": pass,
-        });
     }
     report["criteria"] = json!({
         "f32": "max|dlogit| vs CPU f32 <= f32_tol; paged vs full max|dlogprob| <= 10 f32_tol",
@@ -272,4 +247,75 @@ pub fn run(a: &DeviceCheckArgs) -> Result<()> {
         bail!("device check failed (see the JSON above)");
     }
     Ok(())
+}
+
+/// One dtype on the device under test: its entry in the report, and whether it passes.
+fn check_dtype(
+    args: &DeviceCheckArgs,
+    name: &str,
+    device: &Device,
+    cases: &[Case],
+    reference: &Reference,
+) -> Result<(Value, bool)> {
+    let (dtype, tol) = match name {
+        "f32" => (DType::F32, args.f32_tol),
+        "bf16" => (DType::BF16, args.bf16_tol),
+        "f16" => (DType::F16, args.bf16_tol),
+        other => bail!("--dtypes: unknown dtype {other:?} (f32, bf16, f16)"),
+    };
+    let model = Arc::new(load(&args.model, dtype, device)?);
+    let (mut d_logit, mut d_logprob, mut d_top10) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, case) in cases.iter().enumerate() {
+        let logits = full_logits(&model, &case.ids)?;
+        d_logit = d_logit.max(max_abs_diff(&logits, &reference.logits[i]));
+        let logprobs = log_softmax_rows(&logits)?;
+        d_logprob = d_logprob.max(max_abs_diff(&logprobs, &reference.logprobs[i]));
+        d_top10 = d_top10.max(top10_diff(case, &logits));
+    }
+    let paged = paged_vs_full(&model, cases)?;
+    let greedy_match: usize = cases
+        .iter()
+        .zip(&paged.greedy)
+        .map(|(case, ours)| {
+            case.greedy
+                .iter()
+                .zip(ours)
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .sum();
+    let greedy_total: usize = cases.iter().map(|case| case.greedy.len()).sum();
+    let rel = d_logit / reference.max_abs_logit.max(1e-12);
+    let pass = if dtype == DType::F32 {
+        d_logit <= tol && paged.max_abs_diff <= 10.0 * tol
+    } else {
+        rel <= tol && paged.mean_abs_diff <= tol
+    };
+    let entry = json!({
+        "logits_max_abs_diff_vs_cpu_f32": d_logit,
+        "logits_rel_diff_vs_cpu_f32": rel,
+        "logprobs_max_abs_diff_vs_cpu_f32": d_logprob,
+        "top10_logits_max_abs_diff_vs_transformers": d_top10,
+        "paged_vs_full_logprob_max_abs_diff": paged.max_abs_diff,
+        "paged_vs_full_logprob_mean_abs_diff": paged.mean_abs_diff,
+        "paged_tokens_compared": paged.tokens,
+        "greedy_tokens_matching_transformers": greedy_match,
+        "greedy_tokens_total": greedy_total,
+        "tolerance": tol,
+        "pass": pass,
+    });
+    Ok((entry, pass))
+}
+
+/// Max |Δ| between our logits and transformers' top-10 logits at each position.
+fn top10_diff(case: &Case, logits: &[Vec<f32>]) -> f64 {
+    let mut worst = 0.0f64;
+    for (pos, (ids, values)) in case.top10_ids.iter().zip(&case.top10_logits).enumerate() {
+        for (&id, &value) in ids.iter().zip(values) {
+            if let Some(ours) = logits.get(pos).and_then(|row| row.get(id as usize)) {
+                worst = worst.max((ours - value).abs() as f64);
+            }
+        }
+    }
+    worst
 }

@@ -1,12 +1,13 @@
-//! `rlvr generate`: sample completions with the paged runtime.
+//! `rlvr generate`: sample completions with the paged runtime; and the sampling and engine
+//! flags other commands share. Owns flags and printing; the generation is the runtime's.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use rlvr_models::LoadedModel;
-use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
+use rlvr_models::{LoadedModel, TextTokenizer};
+use rlvr_runtime::{Completion, Engine, EngineConfig, SamplingParams};
 use serde_json::{json, Value};
 
 use crate::common::{input_ids, read_jsonl, ModelArgs};
@@ -118,102 +119,103 @@ pub struct GenerateArgs {
 }
 
 /// Token ids of one prompt line or text.
-pub fn prompt_ids(m: &LoadedModel, v: &Value, chat: bool) -> Result<Vec<u32>> {
-    if let Some(ids) = input_ids(v, m.model.config.vocab_size)? {
+pub fn prompt_ids(loaded: &LoadedModel, line: &Value, chat: bool) -> Result<Vec<u32>> {
+    if let Some(ids) = input_ids(line, loaded.model.config.vocab_size)? {
         return Ok(ids);
     }
     let text = ["prompt", "question", "problem"]
         .iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .find_map(|key| line.get(*key).and_then(Value::as_str))
         .context("each line needs `prompt` (or `question` / `problem`) or `input_ids`")?;
-    Ok(m.tokenizer.encode_prompt(text, chat)?)
+    Ok(loaded.tokenizer.encode_prompt(text, chat)?)
 }
 
-pub fn generate(a: &GenerateArgs) -> Result<()> {
-    let m = a.model.load()?;
-    let chat = !a.no_chat;
-    let prompts: Vec<Vec<u32>> = match (&a.prompt, &a.prompts) {
-        (Some(p), None) => vec![m.tokenizer.encode_prompt(p, chat)?],
+pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let chat = !args.no_chat;
+    let prompts = read_prompts(args, &loaded, chat)?;
+    let params = args.sampling.params(loaded.eos_ids());
+    let tokenizer = loaded.tokenizer.clone();
+    let model = Arc::new(loaded.model);
+    let mut engine = Engine::new(model, Some(tokenizer.clone()), args.engine.config())?;
+    let stream = !args.json && prompts.len() == 1 && args.sampling.n == 1;
+    if stream {
+        engine.set_on_token(Some(print_text_deltas(tokenizer)));
+    }
+    // Prompt i is seeded with seed + i.
+    let completions = engine.generate_groups(&prompts, args.sampling.n, &params)?;
+    print_completions(&completions, args.json, stream)
+}
+
+/// `--prompt TEXT` or the lines of `--prompts FILE.jsonl`, as token ids.
+fn read_prompts(args: &GenerateArgs, loaded: &LoadedModel, chat: bool) -> Result<Vec<Vec<u32>>> {
+    match (&args.prompt, &args.prompts) {
+        (Some(prompt), None) => Ok(vec![loaded.tokenizer.encode_prompt(prompt, chat)?]),
         (None, Some(file)) => read_jsonl(file)?
             .iter()
             .enumerate()
-            .map(|(i, v)| {
-                prompt_ids(&m, v, chat)
+            .map(|(i, line)| {
+                prompt_ids(loaded, line, chat)
                     .with_context(|| format!("{}: entry {}", file.display(), i + 1))
             })
-            .collect::<Result<_>>()?,
+            .collect(),
         _ => bail!("pass --prompt TEXT or --prompts FILE.jsonl"),
-    };
-    let params = a.sampling.params(m.eos_ids());
-    let tokenizer = m.tokenizer.clone();
-    let model = Arc::new(m.model);
-    let mut engine = Engine::new(model, Some(tokenizer.clone()), a.engine.config())?;
-    let stream = !a.json && prompts.len() == 1 && a.sampling.n == 1;
-    if stream {
-        // Print text deltas as tokens arrive (decode the whole prefix: merges can change bytes).
-        let state = Arc::new(Mutex::new((Vec::<u32>::new(), String::new())));
-        let tok = tokenizer.clone();
-        let st = state.clone();
-        engine.set_on_token(Some(Box::new(move |_, _, t| {
-            let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
-            g.0.push(t);
-            if let Ok(text) = tok.decode(&g.0, true) {
-                if text.len() > g.1.len() && text.starts_with(g.1.as_str()) {
-                    print!("{}", &text[g.1.len()..]);
-                    let _ = std::io::stdout().flush();
-                    g.1 = text;
-                }
-            }
-        })));
     }
-    let reqs = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Request {
-            prompt_ids: p.clone(),
-            params: SamplingParams {
-                seed: params.seed.wrapping_add(i as u64),
-                ..params.clone()
-            },
-            n: a.sampling.n,
-        })
-        .collect();
-    let out = engine.generate(reqs)?;
+}
+
+/// A token callback that prints text deltas as tokens arrive (it decodes the whole prefix each
+/// time: merges can change earlier bytes).
+fn print_text_deltas(tokenizer: TextTokenizer) -> Box<dyn FnMut(usize, usize, u32) + Send> {
+    let (mut tokens, mut printed) = (Vec::<u32>::new(), String::new());
+    Box::new(move |_, _, token| {
+        tokens.push(token);
+        if let Ok(text) = tokenizer.decode(&tokens, true) {
+            if text.len() > printed.len() && text.starts_with(printed.as_str()) {
+                print!("{}", &text[printed.len()..]);
+                let _ = std::io::stdout().flush();
+                printed = text;
+            }
+        }
+    })
+}
+
+/// One JSON line per completion (`--json`), a newline after streamed text, or a text block.
+fn print_completions(completions: &[Completion], json: bool, streamed: bool) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut w = stdout.lock();
-    for c in &out {
-        if a.json {
-            writeln!(
-                w,
-                "{}",
-                json!({
-                    "prompt_index": c.request_index,
-                    "sample_index": c.sample_index,
-                    "prompt_token_ids": c.prompt_token_ids,
-                    "text": c.text,
-                    "token_ids": c.token_ids,
-                    "logprobs": c.logprobs,
-                    "sampling_logprobs": c.sampling_logprobs,
-                    "entropies": c.entropies,
-                    "policy_versions": c.policy_versions,
-                    "finish_reason": c.finish_reason.as_str(),
-                    "preempted": c.preempted,
-                    "prompt_tokens": c.prompt_tokens(),
-                    "completion_tokens": c.completion_tokens(),
-                })
-            )?;
-        } else if stream {
-            writeln!(w)?;
+    let mut out = stdout.lock();
+    for completion in completions {
+        if json {
+            writeln!(out, "{}", completion_json(completion))?;
+        } else if streamed {
+            writeln!(out)?;
         } else {
             writeln!(
-                w,
+                out,
                 "=== prompt {} sample {} ({}) ===\n{}",
-                c.request_index,
-                c.sample_index,
-                c.finish_reason.as_str(),
-                c.text
+                completion.request_index,
+                completion.sample_index,
+                completion.finish_reason.as_str(),
+                completion.text
             )?;
         }
     }
     Ok(())
+}
+
+fn completion_json(c: &Completion) -> Value {
+    json!({
+        "prompt_index": c.request_index,
+        "sample_index": c.sample_index,
+        "prompt_token_ids": c.prompt_token_ids,
+        "text": c.text,
+        "token_ids": c.token_ids,
+        "logprobs": c.logprobs,
+        "sampling_logprobs": c.sampling_logprobs,
+        "entropies": c.entropies,
+        "policy_versions": c.policy_versions,
+        "finish_reason": c.finish_reason.as_str(),
+        "preempted": c.preempted,
+        "prompt_tokens": c.prompt_tokens(),
+        "completion_tokens": c.completion_tokens(),
+    })
 }

@@ -1,9 +1,13 @@
 //! rlvr: reinforcement learning with verifiable rewards for language models, in one binary.
+//!
+//! This file only maps subcommands to their modules; each command owns its flags and output
+//! and calls into the crates (models, runtime, trainer, verifier) for the work.
 
 mod bench;
 mod common;
 mod device_check;
 mod gen_cmds;
+mod hub;
 mod model_cmds;
 mod push_cmd;
 mod train;
@@ -52,16 +56,16 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match &cli.command {
-        Command::Pull(a) => model_cmds::pull(a),
-        Command::Score(a) => model_cmds::score(a),
-        Command::Export(a) => model_cmds::export(a),
-        Command::Push(a) => push_cmd::push(a),
-        Command::Train(a) => train::train(a),
-        Command::Eval(a) => train::eval_cmd(a),
-        Command::Verify(a) => verify_cmd::run(a),
-        Command::Generate(a) => gen_cmds::generate(a),
-        Command::DeviceCheck(a) => device_check::run(a),
-        Command::Bench(b) => bench::run(b),
+        Command::Pull(args) => model_cmds::pull(args),
+        Command::Score(args) => model_cmds::score(args),
+        Command::Export(args) => model_cmds::export(args),
+        Command::Push(args) => push_cmd::push(args),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval_cmd(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Generate(args) => gen_cmds::generate(args),
+        Command::DeviceCheck(args) => device_check::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,4 +1,5 @@
-//! `rlvr pull`, `rlvr score`, `rlvr export`.
+//! `rlvr pull`, `rlvr score`, `rlvr export`: thin commands over the models crate (resolve and
+//! load, per-token scores, HF export). They own flags and output, not the model code.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,27 +19,27 @@ pub struct PullArgs {
     pub revision: Option<String>,
 }
 
-pub fn pull(a: &PullArgs) -> Result<()> {
-    let args = ModelArgs {
-        model: a.model.clone(),
-        revision: a.revision.clone(),
+pub fn pull(args: &PullArgs) -> Result<()> {
+    let model_args = ModelArgs {
+        model: args.model.clone(),
+        revision: args.revision.clone(),
         device: Some("cpu".into()),
         dtype: Some("f32".into()),
     };
-    let m = args.load()?;
-    let cfg = &m.model.config;
+    let loaded = model_args.load()?;
+    let cfg = &loaded.model.config;
     println!(
         "{}",
         json!({
-            "model": a.model,
-            "path": m.source.path(),
-            "source": m.description,
+            "model": args.model,
+            "path": loaded.source.path(),
+            "source": loaded.description,
             "architecture": cfg.arch.model_type(),
-            "parameters": m.model.num_parameters(),
+            "parameters": loaded.model.num_parameters(),
             "layers": cfg.num_layers,
             "hidden_size": cfg.hidden_size,
             "vocab_size": cfg.vocab_size,
-            "chat_template": m.tokenizer.chat_template.is_some(),
+            "chat_template": loaded.tokenizer.chat_template.is_some(),
         })
     );
     Ok(())
@@ -57,54 +58,54 @@ pub struct ScoreArgs {
 }
 
 /// Token ids of one score input line (prompt chat-rendered unless `"chat": false`).
-pub fn score_ids(m: &LoadedModel, v: &Value) -> Result<Vec<u32>> {
-    if let Some(ids) = input_ids(v, m.model.config.vocab_size)? {
+pub fn score_ids(loaded: &LoadedModel, line: &Value) -> Result<Vec<u32>> {
+    if let Some(ids) = input_ids(line, loaded.model.config.vocab_size)? {
         return Ok(ids);
     }
-    let prompt = v
+    let prompt = line
         .get("prompt")
         .and_then(Value::as_str)
         .context("each line needs `input_ids`, or `prompt` (+ optional `completion`)")?;
-    let completion = v.get("completion").and_then(Value::as_str).unwrap_or("");
-    let chat = v.get("chat").and_then(Value::as_bool).unwrap_or(true);
-    let mut ids = m.tokenizer.encode_prompt(prompt, chat)?;
-    ids.extend(m.tokenizer.encode(completion, false)?);
+    let completion = line.get("completion").and_then(Value::as_str).unwrap_or("");
+    let chat = line.get("chat").and_then(Value::as_bool).unwrap_or(true);
+    let mut ids = loaded.tokenizer.encode_prompt(prompt, chat)?;
+    ids.extend(loaded.tokenizer.encode(completion, false)?);
     Ok(ids)
 }
 
 /// Log-prob of token i+1 given ≤ i and the entropy at i, for each row (length n−1 each).
-pub fn score_rows(m: &LoadedModel, rows: &[Vec<u32>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-    let logits = m
+pub fn score_rows(loaded: &LoadedModel, rows: &[Vec<u32>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let logits = loaded
         .model
         .forward(Batch::padded(rows, 0), Forward::INFERENCE)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
-        let l = logits.get(i)?;
-        out.push(rlvr_models::logprobs::sequence_scores(&l, r)?);
+    for (i, row) in rows.iter().enumerate() {
+        let row_logits = logits.get(i)?;
+        out.push(rlvr_models::logprobs::sequence_scores(&row_logits, row)?);
     }
     Ok(out)
 }
 
-pub fn score(a: &ScoreArgs) -> Result<()> {
-    let m = a.model.load()?;
-    let lines = read_jsonl(&a.input)?;
+pub fn score(args: &ScoreArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let lines = read_jsonl(&args.input)?;
     let mut rows = Vec::with_capacity(lines.len());
-    for (i, v) in lines.iter().enumerate() {
-        let ids =
-            score_ids(&m, v).with_context(|| format!("{}: entry {}", a.input.display(), i + 1))?;
+    for (i, line) in lines.iter().enumerate() {
+        let entry = || format!("{}: entry {}", args.input.display(), i + 1);
+        let ids = score_ids(&loaded, line).with_context(entry)?;
         if ids.is_empty() {
-            bail!("{}: entry {}: no tokens", a.input.display(), i + 1);
+            bail!("{}: no tokens", entry());
         }
         rows.push(ids);
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for chunk in rows.chunks(a.batch_size.max(1)) {
-        for (ids, (lp, ent)) in chunk.iter().zip(score_rows(&m, chunk)?) {
+    for chunk in rows.chunks(args.batch_size.max(1)) {
+        for (ids, (logprobs, entropies)) in chunk.iter().zip(score_rows(&loaded, chunk)?) {
             writeln!(
                 out,
                 "{}",
-                json!({ "input_ids": ids, "logprobs": lp, "entropies": ent })
+                json!({ "input_ids": ids, "logprobs": logprobs, "entropies": entropies })
             )?;
         }
     }
@@ -123,20 +124,21 @@ pub struct ExportArgs {
     pub save_dtype: String,
 }
 
-pub fn export(a: &ExportArgs) -> Result<()> {
-    let m = a.model.load()?;
-    let dtype = match a.save_dtype.as_str() {
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let dtype = match args.save_dtype.as_str() {
         "f32" | "float32" => DType::F32,
         "bf16" | "bfloat16" => DType::BF16,
         "f16" | "float16" => DType::F16,
         other => bail!("--save-dtype {other:?}: expected f32, bf16 or f16"),
     };
-    m.save_hf(&a.out, dtype)
-        .with_context(|| format!("exporting to {}", a.out.display()))?;
+    loaded
+        .save_hf(&args.out, dtype)
+        .with_context(|| format!("exporting to {}", args.out.display()))?;
     eprintln!(
         "rlvr: wrote {} ({} parameters, {:?})",
-        a.out.display(),
-        m.model.num_parameters(),
+        args.out.display(),
+        loaded.model.num_parameters(),
         dtype
     );
     Ok(())

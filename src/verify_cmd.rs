@@ -72,15 +72,3 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     }
     Ok(())
 }
-
-/// `rlvr bench verify`: one JSON line with single-thread verifications per
-/// second on GSM8K-style and on LaTeX-heavy completions, and the parallel rate.
-pub fn bench(n: usize) -> Result<()> {
-    let report = rlvr_verifier::bench_gsm8k_style(n);
-    let mut v = serde_json::to_value(&report)?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("bench".into(), "verify".into());
-    }
-    println!("{v}");
-    Ok(())
-}

@@ -1,5 +1,8 @@
 //! The run configuration: TOML with defaults, `--set key=value` overrides, unknown keys refused
 //! with the closest known key suggested, and the effective config written to RUN_DIR.
+//!
+//! Owns the keys, their defaults and their validation, and how they map onto the trainer's,
+//! the engine's and the verifier's settings. It must not load or run anything.
 
 use std::path::Path;
 
@@ -194,30 +197,27 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 /// Reject keys that the defaults do not have, suggesting the closest one at the same level.
 fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
-    let (Some(u), Some(k)) = (user.as_object(), known.as_object()) else {
+    let (Some(user_keys), Some(known_keys)) = (user.as_object(), known.as_object()) else {
         return Ok(());
     };
-    for (key, v) in u {
-        let full = if path.is_empty() {
-            key.clone()
+    let full_key = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
         } else {
             format!("{path}.{key}")
-        };
-        match k.get(key) {
-            Some(kv) => check_keys(v, kv, &full)?,
-            None => {
-                let closest = k.keys().min_by_key(|c| levenshtein(key, c)).map(|c| {
-                    if path.is_empty() {
-                        c.clone()
-                    } else {
-                        format!("{path}.{c}")
-                    }
-                });
-                match closest {
-                    Some(c) => bail!("unknown config key `{full}` (did you mean `{c}`?)"),
-                    None => bail!("unknown config key `{full}`"),
-                }
-            }
+        }
+    };
+    for (key, value) in user_keys {
+        let full = full_key(key);
+        match known_keys.get(key) {
+            Some(known_value) => check_keys(value, known_value, &full)?,
+            None => match known_keys.keys().min_by_key(|k| levenshtein(key, k)) {
+                Some(closest) => bail!(
+                    "unknown config key `{full}` (did you mean `{}`?)",
+                    full_key(closest)
+                ),
+                None => bail!("unknown config key `{full}`"),
+            },
         }
     }
     Ok(())
@@ -225,17 +225,17 @@ fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
 
 fn merge(dst: &mut Value, src: Value) {
     match (dst, src) {
-        (Value::Object(d), Value::Object(s)) => {
-            for (k, v) in s {
-                match d.get_mut(&k) {
-                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+        (Value::Object(dst_map), Value::Object(src_map)) => {
+            for (key, value) in src_map {
+                match dst_map.get_mut(&key) {
+                    Some(slot) if slot.is_object() && value.is_object() => merge(slot, value),
                     _ => {
-                        d.insert(k, v);
+                        dst_map.insert(key, value);
                     }
                 }
             }
         }
-        (d, s) => *d = s,
+        (dst, src) => *dst = src,
     }
 }
 
@@ -252,13 +252,13 @@ pub fn parse_set(kv: &str) -> Result<Value> {
         )?,
         Err(_) => Value::String(raw.into()),
     };
-    let mut v = parsed;
+    let mut nested = parsed;
     for part in key.trim().split('.').rev() {
-        let mut o = serde_json::Map::new();
-        o.insert(part.to_string(), v);
-        v = Value::Object(o);
+        let mut object = serde_json::Map::new();
+        object.insert(part.to_string(), nested);
+        nested = Value::Object(object);
     }
-    Ok(v)
+    Ok(nested)
 }
 
 impl RunConfig {
@@ -354,6 +354,19 @@ impl RunConfig {
             last_number_fallback: self.last_number_fallback,
             boxed_bonus: self.boxed_bonus,
             ..rlvr_verifier::VerifierConfig::default()
+        }
+    }
+
+    /// The generator's engine: the `[engine]` section.
+    pub fn engine_config(&self) -> rlvr_runtime::EngineConfig {
+        rlvr_runtime::EngineConfig {
+            block_size: self.engine.block_size,
+            kv_cache_bytes: self.engine.kv_cache_mb << 20,
+            num_blocks: None,
+            gpu_memory_fraction: (self.engine.gpu_memory_fraction > 0.0)
+                .then_some(self.engine.gpu_memory_fraction),
+            max_batch_tokens: self.engine.max_batch_tokens,
+            max_num_seqs: self.engine.max_num_seqs,
         }
     }
 

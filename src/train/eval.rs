@@ -1,14 +1,18 @@
 //! Held-out evaluation with the same runtime and verifier: greedy accuracy, and mean@k / pass@k.
+//!
+//! Owns the held-out prompts and the scoring of answers to them. It must not know about
+//! training: where results are logged is the caller's business.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use rlvr_models::{Model, TextTokenizer};
-use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
-use rlvr_verifier::{grade, VerifierConfig};
+use rlvr_runtime::{Completion, Engine, EngineConfig, Request, SamplingParams};
+use rlvr_verifier::{grade, ExtractMethod, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
-use super::task::Problem;
+use super::config::RunConfig;
+use super::task::{encode_problem, Dataset, Problem};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
@@ -26,6 +30,70 @@ pub struct EvalResult {
     /// Greedy answers inside \boxed{}.
     pub boxed_frac: f64,
     pub wall_s: f64,
+}
+
+impl EvalResult {
+    /// The line printed after an evaluation at `step`.
+    pub fn summary(&self, step: u64) -> String {
+        let sampled = if self.k > 0 {
+            format!(
+                ", mean@{k} {:.3}, pass@{k} {:.3}",
+                self.mean_at_k,
+                self.pass_at_k,
+                k = self.k
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "rlvr: eval @ step {step}: greedy accuracy {:.3}{sampled} on {} held-out problems ({:.1}s)",
+            self.greedy_accuracy, self.problems, self.wall_s
+        )
+    }
+}
+
+/// A run's held-out problems and their encoded prompts.
+pub struct Evaluator {
+    problems: Vec<Problem>,
+    prompts: Vec<Vec<u32>>,
+}
+
+impl Evaluator {
+    /// The first `cfg.eval_size` held-out problems of `dataset`, prompted as in training.
+    pub fn new(dataset: &Dataset, tokenizer: &TextTokenizer, cfg: &RunConfig) -> Result<Self> {
+        let problems = dataset.eval_set(cfg.eval_size);
+        let prompts = problems
+            .iter()
+            .map(|problem| encode_problem(tokenizer, cfg, problem))
+            .collect::<Result<_>>()?;
+        Ok(Self { problems, prompts })
+    }
+
+    pub fn run(
+        &self,
+        model: &Arc<Model>,
+        tokenizer: &TextTokenizer,
+        cfg: &RunConfig,
+        eos: &[u32],
+    ) -> Result<EvalResult> {
+        let engine = EngineConfig {
+            // A second pool beside the generator's: a fixed size, not a share of the GPU.
+            kv_cache_bytes: (cfg.engine.kv_cache_mb << 20) / 2,
+            gpu_memory_fraction: None,
+            ..cfg.engine_config()
+        };
+        let spec = EvalSpec {
+            prompts: &self.prompts,
+            problems: &self.problems,
+            k: cfg.eval_k,
+            temperature: cfg.temperature,
+            max_new_tokens: cfg.max_new_tokens,
+            eos: eos.to_vec(),
+            seed: cfg.seed ^ 0xE7A1,
+            verifier: &cfg.verifier(),
+        };
+        evaluate(model, tokenizer, engine, &spec)
+    }
 }
 
 pub struct EvalSpec<'a> {
@@ -47,71 +115,72 @@ pub fn evaluate(
 ) -> Result<EvalResult> {
     let t0 = std::time::Instant::now();
     let mut engine = Engine::new(model.clone(), Some(tokenizer.clone()), engine_cfg)?;
-    let n = spec.problems.len();
+    let mut result = greedy_pass(&mut engine, spec)?;
+    if spec.k > 0 {
+        let correct_per_problem = sampled_pass(&mut engine, spec)?;
+        let problems = spec.problems.len();
+        result.mean_at_k =
+            correct_per_problem.iter().sum::<usize>() as f64 / (problems * spec.k).max(1) as f64;
+        result.pass_at_k =
+            correct_per_problem.iter().filter(|&&c| c > 0).count() as f64 / problems.max(1) as f64;
+    }
+    result.wall_s = t0.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// One greedy answer per problem: accuracy, boxed fraction and mean length.
+fn greedy_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<EvalResult> {
     let greedy = SamplingParams {
         stop_token_ids: spec.eos.clone(),
         ..SamplingParams::greedy(spec.max_new_tokens)
     };
-    let reqs = spec
+    let requests = spec
         .prompts
         .iter()
-        .map(|p| Request {
-            prompt_ids: p.clone(),
+        .map(|prompt| Request {
+            prompt_ids: prompt.clone(),
             params: greedy.clone(),
             n: 1,
         })
         .collect();
-    let out = engine.generate(reqs)?;
-    let mut correct = 0usize;
-    let mut boxed = 0usize;
-    let mut tokens = 0usize;
-    for c in &out {
-        let g = grade(&c.text, &spec.problems[c.request_index].gold, spec.verifier);
-        correct += usize::from(g.correct);
-        boxed += usize::from(matches!(
-            g.method,
-            Some(rlvr_verifier::ExtractMethod::Boxed)
-        ));
-        tokens += c.token_ids.len();
+    let (mut correct, mut boxed, mut tokens) = (0usize, 0usize, 0usize);
+    for completion in &engine.generate(requests)? {
+        let grade = grade_completion(completion, spec);
+        correct += usize::from(grade.correct);
+        boxed += usize::from(matches!(grade.method, Some(ExtractMethod::Boxed)));
+        tokens += completion.token_ids.len();
     }
-    let mut res = EvalResult {
-        problems: n,
-        greedy_accuracy: correct as f64 / n.max(1) as f64,
-        greedy_response_tokens: tokens as f64 / n.max(1) as f64,
-        boxed_frac: boxed as f64 / n.max(1) as f64,
+    let problems = spec.problems.len().max(1) as f64;
+    Ok(EvalResult {
+        problems: spec.problems.len(),
+        greedy_accuracy: correct as f64 / problems,
+        greedy_response_tokens: tokens as f64 / problems,
+        boxed_frac: boxed as f64 / problems,
         k: spec.k,
         ..Default::default()
+    })
+}
+
+/// `k` samples per problem at the sampling temperature: correct samples per problem.
+fn sampled_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<Vec<usize>> {
+    let params = SamplingParams {
+        temperature: spec.temperature,
+        max_new_tokens: spec.max_new_tokens,
+        stop_token_ids: spec.eos.clone(),
+        // Problem i is seeded with seed + i.
+        seed: spec.seed,
+        ..Default::default()
     };
-    if spec.k > 0 {
-        let params = SamplingParams {
-            temperature: spec.temperature,
-            max_new_tokens: spec.max_new_tokens,
-            stop_token_ids: spec.eos.clone(),
-            ..Default::default()
-        };
-        let reqs = spec
-            .prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Request {
-                prompt_ids: p.clone(),
-                params: SamplingParams {
-                    seed: spec.seed.wrapping_add(i as u64),
-                    ..params.clone()
-                },
-                n: spec.k,
-            })
-            .collect();
-        let out = engine.generate(reqs)?;
-        let mut per_problem = vec![0usize; n];
-        for c in &out {
-            if grade(&c.text, &spec.problems[c.request_index].gold, spec.verifier).correct {
-                per_problem[c.request_index] += 1;
-            }
+    let mut correct_per_problem = vec![0usize; spec.problems.len()];
+    for completion in &engine.generate_groups(spec.prompts, spec.k, &params)? {
+        if grade_completion(completion, spec).correct {
+            correct_per_problem[completion.request_index] += 1;
         }
-        res.mean_at_k = per_problem.iter().sum::<usize>() as f64 / (n * spec.k).max(1) as f64;
-        res.pass_at_k = per_problem.iter().filter(|&&c| c > 0).count() as f64 / n.max(1) as f64;
     }
-    res.wall_s = t0.elapsed().as_secs_f64();
-    Ok(res)
+    Ok(correct_per_problem)
+}
+
+fn grade_completion(completion: &Completion, spec: &EvalSpec) -> rlvr_verifier::Grade {
+    let gold = &spec.problems[completion.request_index].gold;
+    grade(&completion.text, gold, spec.verifier)
 }

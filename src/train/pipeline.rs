@@ -6,6 +6,9 @@
 //! sees the weights after exactly max(0, n − k) steps (no update lands mid-batch). A resumed run
 //! therefore repeats an uninterrupted one; batches generated but not yet trained are saved in the
 //! checkpoint.
+//!
+//! Owns the threads, the channels and the order batches are made in. It must not know about
+//! training steps beyond their count (`trained`), nor about logging or the run directory.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rlvr_models::{Model, TextTokenizer};
 use rlvr_runtime::{Completion, Engine, EngineConfig, Request, SamplingParams};
 use rlvr_trainer::{ScoredGroup, ScoredSample};
-use rlvr_verifier::{grade, VerifierConfig};
+use rlvr_verifier::{grade, ExtractMethod, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
@@ -88,28 +91,25 @@ fn seed_for(seed: u64, batch: u64, index: usize) -> u64 {
 impl Pipeline {
     pub fn start(spec: GeneratorSpec) -> Result<Self> {
         let cfg = spec.cfg.clone();
-        let k = cfg.max_staleness;
+        let ahead = cfg.max_staleness as usize;
         let (permit_tx, permit_rx) = bounded::<u64>(1024);
-        let (job_tx, job_rx) = bounded::<RolloutJob>(cfg.prompts_per_step * (k as usize + 1));
-        let (ev_tx, ev_rx) = bounded::<Event>(cfg.prompts_per_step * (k as usize + 2) + 4);
+        let (job_tx, job_rx) = bounded::<RolloutJob>(cfg.prompts_per_step * (ahead + 1));
+        let (event_tx, event_rx) = bounded::<Event>(cfg.prompts_per_step * (ahead + 2) + 4);
         let verifier = cfg.verifier();
-        let mut workers = vec![];
-        for _ in 0..cfg.verifier_workers.max(1) {
-            let rx = job_rx.clone();
-            let tx = ev_tx.clone();
-            let vc = verifier.clone();
-            workers.push(std::thread::spawn(move || {
-                for job in rx {
-                    let ev = score(job, &vc);
-                    if tx.send(Event::Scored(Box::new(ev))).is_err() {
-                        return;
+        let workers = (0..cfg.verifier_workers.max(1))
+            .map(|_| {
+                let (jobs, events, verifier) = (job_rx.clone(), event_tx.clone(), verifier.clone());
+                std::thread::spawn(move || {
+                    for job in jobs {
+                        let scored = score(job, &verifier);
+                        if events.send(Event::Scored(Box::new(scored))).is_err() {
+                            return;
+                        }
                     }
-                }
-            }));
-        }
+                })
+            })
+            .collect();
         drop(job_rx);
-        let gen_ev = ev_tx.clone();
-        drop(ev_tx);
         let generator = std::thread::Builder::new()
             .name("rlvr-generator".into())
             .spawn(move || {
@@ -117,11 +117,11 @@ impl Pipeline {
                     Ok(end) => Event::GeneratorDone(end),
                     Err(e) => Event::Failed(format!("{e:#}")),
                 };
-                let _ = gen_ev.send(end);
+                let _ = event_tx.send(end);
             })
             .context("spawning the generator thread")?;
         Ok(Self {
-            events: ev_rx,
+            events: event_rx,
             permits: Some(permit_tx),
             generator: Some(generator),
             workers,
@@ -153,100 +153,108 @@ impl Pipeline {
     }
 }
 
+/// Generate batches in order until `max_steps`, the end of the data, a stop request, or the
+/// trainer hanging up; returns the first batch not generated.
 fn generate_loop(
     spec: GeneratorSpec,
     permits: Receiver<u64>,
     jobs: Sender<RolloutJob>,
 ) -> Result<u64> {
     let cfg = &spec.cfg;
-    let k = cfg.max_staleness;
     let mut engine = Engine::new(
         spec.model.clone(),
         Some(spec.tokenizer.clone()),
         spec.engine.clone(),
     )?;
     let mut trained = spec.trained;
-    let mut n = spec.next_batch;
-    while n < cfg.max_steps {
-        while trained < n.saturating_sub(k) {
+    let mut batch = spec.next_batch;
+    while batch < cfg.max_steps {
+        let weights_version = batch.saturating_sub(cfg.max_staleness);
+        while trained < weights_version {
             match permits.recv() {
-                Ok(t) => trained = trained.max(t),
-                Err(_) => return Ok(n),
+                Ok(steps) => trained = trained.max(steps),
+                Err(_) => return Ok(batch),
             }
         }
         if spec.stop.load(Ordering::SeqCst) {
-            return Ok(n);
+            return Ok(batch);
         }
-        let Some(problems) = spec.dataset.batch(n, cfg.prompts_per_step, cfg) else {
-            return Ok(n);
+        let Some(problems) = spec.dataset.batch(batch, cfg.prompts_per_step, cfg) else {
+            return Ok(batch);
         };
-        let mut reqs = Vec::with_capacity(problems.len());
-        for (i, p) in problems.iter().enumerate() {
-            reqs.push(Request {
-                prompt_ids: super::task::encode_problem(&spec.tokenizer, cfg, p)?,
+        let requests = batch_requests(&spec, batch, &problems)?;
+        let t0 = Instant::now();
+        let completions = {
+            // Hold the weights for the whole batch: no optimizer step lands mid-batch.
+            let _read = spec.weights_lock.read().unwrap_or_else(|p| p.into_inner());
+            engine.generate(requests)?
+        };
+        let gen_s = t0.elapsed().as_secs_f64();
+        let generated_tokens: usize = completions.iter().map(|c| c.token_ids.len()).sum();
+        let mut groups: Vec<Vec<Completion>> = vec![vec![]; problems.len()];
+        for completion in completions {
+            groups[completion.request_index].push(completion);
+        }
+        for (index, (problem, completions)) in problems.into_iter().zip(groups).enumerate() {
+            let job = RolloutJob {
+                batch,
+                index,
+                problem,
+                completions,
+                gen_s,
+                generated_tokens,
+                t_start: weights_version,
+            };
+            if jobs.send(job).is_err() {
+                return Ok(batch);
+            }
+        }
+        batch += 1;
+    }
+    Ok(batch)
+}
+
+/// One request of `group_size` samples per problem of batch `batch`, each seeded by its place.
+fn batch_requests(spec: &GeneratorSpec, batch: u64, problems: &[Problem]) -> Result<Vec<Request>> {
+    let cfg = &spec.cfg;
+    problems
+        .iter()
+        .enumerate()
+        .map(|(index, problem)| {
+            Ok(Request {
+                prompt_ids: super::task::encode_problem(&spec.tokenizer, cfg, problem)?,
                 params: SamplingParams {
                     temperature: cfg.temperature,
                     top_p: cfg.top_p,
-                    seed: seed_for(cfg.seed, n, i),
+                    seed: seed_for(cfg.seed, batch, index),
                     max_new_tokens: cfg.max_new_tokens,
                     stop_token_ids: spec.eos.clone(),
                     ..Default::default()
                 },
                 n: cfg.group_size,
-            });
-        }
-        let t0 = Instant::now();
-        let out = {
-            // Hold the weights for the whole batch: no optimizer step lands mid-batch.
-            let _read = spec.weights_lock.read().unwrap_or_else(|p| p.into_inner());
-            engine.generate(reqs)?
-        };
-        let gen_s = t0.elapsed().as_secs_f64();
-        let generated_tokens: usize = out.iter().map(|c| c.token_ids.len()).sum();
-        let mut groups: Vec<Vec<Completion>> = vec![vec![]; problems.len()];
-        for c in out {
-            groups[c.request_index].push(c);
-        }
-        for (i, (problem, completions)) in problems.into_iter().zip(groups).enumerate() {
-            let job = RolloutJob {
-                batch: n,
-                index: i,
-                problem,
-                completions,
-                gen_s,
-                generated_tokens,
-                t_start: n.saturating_sub(k),
-            };
-            if jobs.send(job).is_err() {
-                return Ok(n);
-            }
-        }
-        n += 1;
-    }
-    Ok(n)
+            })
+        })
+        .collect()
 }
 
-fn score(job: RolloutJob, vc: &VerifierConfig) -> ScoredJob {
+fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
     let t0 = Instant::now();
     let mut samples = Vec::with_capacity(job.completions.len());
     let mut correct = vec![];
     let mut boxed = vec![];
-    for c in job.completions {
-        let g = grade(&c.text, &job.problem.gold, vc);
-        correct.push(g.correct);
-        boxed.push(matches!(
-            g.method,
-            Some(rlvr_verifier::ExtractMethod::Boxed)
-        ));
+    for completion in job.completions {
+        let grade = grade(&completion.text, &job.problem.gold, verifier);
+        correct.push(grade.correct);
+        boxed.push(matches!(grade.method, Some(ExtractMethod::Boxed)));
         samples.push(ScoredSample {
-            prompt_ids: c.prompt_token_ids,
-            completion_ids: c.token_ids,
-            behaviour_logprobs: c.sampling_logprobs,
-            raw_logprobs: c.logprobs,
-            entropies: c.entropies,
-            policy_versions: c.policy_versions,
-            reward: g.reward,
-            finish_reason: c.finish_reason.as_str().to_string(),
+            prompt_ids: completion.prompt_token_ids,
+            completion_ids: completion.token_ids,
+            behaviour_logprobs: completion.sampling_logprobs,
+            raw_logprobs: completion.logprobs,
+            entropies: completion.entropies,
+            policy_versions: completion.policy_versions,
+            reward: grade.reward,
+            finish_reason: completion.finish_reason.as_str().to_string(),
         });
     }
     ScoredJob {
@@ -282,8 +290,8 @@ impl Buffer {
 
     /// Take a complete batch, groups in prompt order.
     pub fn take(&mut self, batch: u64) -> Vec<ScoredJob> {
-        let mut v = self.batches.remove(&batch).unwrap_or_default();
-        v.sort_by_key(|j| j.index);
-        v
+        let mut jobs = self.batches.remove(&batch).unwrap_or_default();
+        jobs.sort_by_key(|job| job.index);
+        jobs
     }
 }

@@ -1,6 +1,8 @@
 //! PNG plots of the run's metrics (reward, accuracy, entropy, spurious-token fraction), redrawn
 //! after every step. Axis labels need a TrueType font: the first of a few common system fonts is
 //! used; without one the plots are drawn without text.
+//!
+//! It reads the run's JSONL logs and nothing else: it must not know how they were made.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -89,8 +91,8 @@ fn draw(path: &Path, title: &str, pts: &[(f64, f64)], held_out: &[(f64, f64)]) -
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let all = pts.iter().chain(held_out);
     let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
-    let (mut y_min, mut y_max) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-        (a.min(p.1), b.max(p.1))
+    let (mut y_min, mut y_max) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
     });
     if !y_min.is_finite() {
         (y_min, y_max) = (0.0, 1.0);

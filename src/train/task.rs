@@ -1,6 +1,9 @@
-//! Where prompts come from: the built-in arithmetic task, bundled GSM8K, or a JSONL file; with
-//! deterministic, seeded batches (batch n is a function of the seed and n alone, so a resumed run
-//! sees the same prompts).
+//! Where prompts come from: the built-in arithmetic task, bundled GSM8K, or a JSONL or Parquet
+//! file; with deterministic, seeded batches (batch n is a function of the seed and n alone, so a
+//! resumed run sees the same prompts), and how a problem becomes a prompt.
+//!
+//! It must not know about generation, grading or training: it hands out problems and gold
+//! answers.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -102,24 +105,22 @@ fn parse_records(
 ) -> Result<Vec<Problem>> {
     let mut out = vec![];
     let mut fields: Option<Fields> = None;
-    for rec in records {
-        let (i, v) = rec?;
-        let f = fields.get_or_insert_with(|| fields_for(cfg, &v));
-        let get = |k: &str| -> Result<String> {
-            match v.get(k) {
+    for record in records {
+        let (number, value) = record?;
+        let fields = fields.get_or_insert_with(|| fields_for(cfg, &value));
+        let place = format!("{origin}:{unit}{number}");
+        let get = |key: &str| -> Result<String> {
+            match value.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
-                Some(_) => bail!("{origin}:{unit}{i}: field `{k}` is not a string"),
-                None => bail!("{origin}:{unit}{i}: missing field `{k}`"),
+                Some(_) => bail!("{place}: field `{key}` is not a string"),
+                None => bail!("{place}: missing field `{key}`"),
             }
         };
-        let question = get(&f.question)?;
-        let raw = get(&f.answer)?;
-        let gold = extract_gold(&raw, f.format).with_context(|| {
-            format!(
-                "{origin}:{unit}{i}: no gold answer found in field `{}`",
-                f.answer
-            )
+        let question = get(&fields.question)?;
+        let raw = get(&fields.answer)?;
+        let gold = extract_gold(&raw, fields.format).with_context(|| {
+            format!("{place}: no gold answer found in field `{}`", fields.answer)
         })?;
         out.push(Problem {
             id: out.len() as u64,

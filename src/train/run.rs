@@ -1,0 +1,188 @@
+//! A run once set up: its config and directory, the model (one copy of the weights, shared by
+//! the generator and the trainer under a lock), the data, the held-out evaluator and the
+//! trainer; and what needs several of them: restoring and saving checkpoints, evaluating into
+//! eval.jsonl, starting the generation pipeline, redrawing plots, exporting the trained model.
+//!
+//! It must not know the order of events of a step (step_loop.rs) or how a run ends (finish.rs).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{bail, Context, Result};
+use candle_core::DType;
+use rlvr_models::{LoadedModel, Model, TextTokenizer};
+use rlvr_trainer::Trainer;
+use serde_json::{json, Value};
+
+use super::eval::Evaluator;
+use super::pipeline::{Buffer, GeneratorSpec, Pipeline};
+use super::plots;
+use super::run_dir::RunDir;
+use super::task::Dataset;
+use super::RunConfig;
+use crate::common::ModelArgs;
+
+pub struct Run {
+    pub cfg: RunConfig,
+    pub dir: RunDir,
+    pub trainer: Trainer<Arc<Model>>,
+    model: Arc<Model>,
+    tokenizer: TextTokenizer,
+    /// The source's generation_config.json, carried into the export.
+    generation_config: Option<Value>,
+    eos: Vec<u32>,
+    dataset: Arc<Dataset>,
+    evaluator: Evaluator,
+    /// Held by the generator for a whole batch, by the trainer for an optimizer step.
+    weights_lock: Arc<RwLock<()>>,
+}
+
+/// Where the step loop starts: steps done, and batches generated but not yet trained.
+pub struct Start {
+    pub step: u64,
+    pub pending: Buffer,
+}
+
+impl Run {
+    /// Load the model and the data for `cfg` and build the trainer around the model.
+    pub fn load(cfg: RunConfig, dir: RunDir) -> Result<Self> {
+        let loaded = load_model(&cfg)?;
+        if cfg.chat && loaded.tokenizer.chat_template.is_none() {
+            bail!(
+                "model {:?} has no chat template: set `chat = false` (or --set chat=false) to use raw prompts",
+                cfg.model
+            );
+        }
+        let dataset = Arc::new(Dataset::load(&cfg)?);
+        let evaluator = Evaluator::new(&dataset, &loaded.tokenizer, &cfg)?;
+        let eos = loaded.eos_ids();
+        let model = Arc::new(loaded.model);
+        let weights_lock = Arc::new(RwLock::new(()));
+        let trainer = Trainer::new(model.clone(), cfg.trainer.clone())?
+            .with_weight_lock(weights_lock.clone());
+        Ok(Self {
+            cfg,
+            dir,
+            trainer,
+            model,
+            tokenizer: loaded.tokenizer,
+            generation_config: loaded.generation_config,
+            eos,
+            dataset,
+            evaluator,
+            weights_lock,
+        })
+    }
+
+    /// A resumed run continues from its latest checkpoint (weights, optimizer, pending batches)
+    /// and drops the log lines after it; a new one, or one without a checkpoint, starts at 0.
+    pub fn restore(&mut self) -> Result<Start> {
+        let mut start = Start {
+            step: 0,
+            pending: Buffer::default(),
+        };
+        if !self.dir.resuming {
+            return Ok(start);
+        }
+        match rlvr_trainer::latest_checkpoint(&self.dir.checkpoints())? {
+            Some(checkpoint) => {
+                let cursor = self.trainer.load_checkpoint(&checkpoint)?;
+                start.step = self.trainer.train_step_count();
+                if let Some(pending) = cursor.get("pending") {
+                    start.pending = serde_json::from_value(pending.clone())
+                        .context("checkpoint: pending batches")?;
+                }
+                eprintln!(
+                    "rlvr: resuming {} from {} (step {})",
+                    self.dir.root.display(),
+                    checkpoint.display(),
+                    start.step
+                );
+            }
+            None => eprintln!(
+                "rlvr: {} has no checkpoint yet: starting from step 0",
+                self.dir.root.display()
+            ),
+        }
+        self.dir.truncate_logs(start.step)?;
+        Ok(start)
+    }
+
+    /// A checkpoint of the trainer, with `pending` batches as its data cursor.
+    pub fn checkpoint(&self, pending: &Buffer) -> Result<PathBuf> {
+        let cursor = json!({ "pending": pending });
+        Ok(self.trainer.save_checkpoint(
+            &self.dir.checkpoints(),
+            &cursor,
+            self.cfg.keep_checkpoints,
+        )?)
+    }
+
+    /// Evaluate on the held-out problems after `step` steps: a line in eval.jsonl and stderr.
+    pub fn evaluate(&self, step: u64) -> Result<()> {
+        let result = self
+            .evaluator
+            .run(&self.model, &self.tokenizer, &self.cfg, &self.eos)?;
+        let mut line = serde_json::to_value(&result)?;
+        line["step"] = json!(step);
+        self.dir.append_eval(&line)?;
+        eprintln!("{}", result.summary(step));
+        Ok(())
+    }
+
+    /// The generator and verifiers, starting after the batches `start` already has.
+    pub fn start_pipeline(&self, start: &Start, stop: &Arc<AtomicBool>) -> Result<Pipeline> {
+        Pipeline::start(GeneratorSpec {
+            model: self.model.clone(),
+            tokenizer: self.tokenizer.clone(),
+            dataset: self.dataset.clone(),
+            cfg: self.cfg.clone(),
+            engine: self.cfg.engine_config(),
+            eos: self.eos.clone(),
+            weights_lock: self.weights_lock.clone(),
+            stop: stop.clone(),
+            next_batch: start.step + start.pending.batches.len() as u64,
+            trained: start.step,
+        })
+    }
+
+    /// Redraw the plots; failing to is reported, not fatal.
+    pub fn redraw_plots(&self) {
+        if let Err(e) = plots::draw_all(&self.dir.root) {
+            eprintln!("rlvr: plots not updated: {e:#}");
+        }
+    }
+
+    /// Write the trained model (full-precision weights) as an HF directory `final/`, unless
+    /// `export_dtype` is `none`.
+    pub fn export(&self) -> Result<()> {
+        let dtype = match self.cfg.export_dtype.as_str() {
+            "none" => return Ok(()),
+            "bf16" => DType::BF16,
+            _ => DType::F32,
+        };
+        let out = self.dir.root.join("final");
+        rlvr_models::save_hf_dir_with(
+            &self.model,
+            &self.trainer.full_precision_state_dict(),
+            &self.tokenizer,
+            self.generation_config.as_ref(),
+            &self.eos,
+            &out,
+            dtype,
+        )?;
+        eprintln!("rlvr: exported the trained model to {}", out.display());
+        Ok(())
+    }
+}
+
+fn load_model(cfg: &RunConfig) -> Result<LoadedModel> {
+    ModelArgs {
+        model: cfg.model.clone(),
+        revision: None,
+        device: cfg.device.clone(),
+        dtype: cfg.dtype.clone(),
+    }
+    .load()
+}
