@@ -45,10 +45,15 @@ pub(crate) fn truncate_end(s: &str, max: usize) -> &str {
 /// Strip wrappers that enclose the whole answer: `$...$`, `\(...\)`, `\[...\]`,
 /// markdown emphasis and code, and trailing sentence punctuation.
 fn strip_outer(mut s: &str) -> &str {
+    // Inside `$…$` a trailing `!` after a digit or `)` is a factorial (`$5!$`).
+    let mut in_math = false;
     for _ in 0..16 {
         let before = s.len();
         s = s.trim();
-        s = s.trim_end_matches(['.', ',', ';', ':', '!']);
+        s = s.trim_end_matches(['.', ',', ';', ':']);
+        if !(in_math && factorial_at_end(s)) {
+            s = s.trim_end_matches(['.', ',', ';', ':', '!']);
+        }
         // `5!` is a factorial, but a lone trailing `!` after a word or `}` is prose;
         // restore it when it follows a digit or closing bracket of an expression.
         s = s.trim_start_matches([':', '=']);
@@ -64,6 +69,7 @@ fn strip_outer(mut s: &str) -> &str {
         ] {
             if s.len() >= open.len() + close.len() && s.starts_with(open) && s.ends_with(close) {
                 s = &s[open.len()..s.len() - close.len()];
+                in_math |= open.starts_with(['$', '\\']);
             }
         }
         s = s.trim_matches('*');
@@ -76,6 +82,14 @@ fn strip_outer(mut s: &str) -> &str {
         }
     }
     s
+}
+
+/// `5!`, `(n+1)!`: ends with a factorial sign.
+fn factorial_at_end(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2
+        && b[b.len() - 1] == b'!'
+        && (b[b.len() - 2].is_ascii_digit() || b[b.len() - 2] == b')')
 }
 
 /// Offset of the `}` closing the `{` at the start of `s` (escaped `\{` `\}`
@@ -113,6 +127,8 @@ pub(crate) fn normalize(input: &str, max_bytes: usize) -> String {
         }
     };
     let s = strip_outer(raw);
+    // `$5!$`: kept by `strip_outer` inside the delimiters, and so to be kept below.
+    let keep_bang = keep_bang || factorial_at_end(s);
     let mut out = String::with_capacity(s.len() + 8);
     latex::rewrite(s, &mut out);
     let mut collapsed = String::with_capacity(out.len());
@@ -165,6 +181,9 @@ mod tests {
         );
         assert_eq!(n("\\{1,2\\}"), "⦃1,2⦄");
         assert_eq!(n("5!"), "5!");
+        assert_eq!(n("$5!$"), "5!");
+        assert_eq!(n("$5!$."), "5!");
+        assert_eq!(n("It is 5!"), "It is 5!");
         assert_eq!(n("864 \\mbox{ inches}^2"), "864 inches^2");
         assert_eq!(n("\\cot x"), "\\cot x");
         assert_eq!(n("\\pi r"), "\\pi r");
