@@ -176,23 +176,48 @@ struct Kernel {
     inv_bc2: f32,
     eps: f32,
     decay_mul: f32,
-    decay: bool,
-    decay_masked: bool,
+    decay: Decay,
 }
 
-/// One element's new moments and displacement (masked part, dense part).
-struct Element {
-    grad: f32,
-    m: f32,
-    v: f32,
-    masked: f32,
-    dense: Option<f32>,
+/// Where a tensor's weight decay goes (a loop-invariant, so each case is its own loop).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decay {
+    None,
+    /// Into the masked (multiplied) displacement.
+    Masked,
+    /// Added densely, outside the mask.
+    Dense,
 }
+
+/// How θ moves under the multiplier (a loop-invariant, so each case is its own loop).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// θ is not written (only the moments and the sums).
+    Keep,
+    /// `θ + dense` (multiplier 0).
+    DenseOnly,
+    /// `θ + masked + dense` (multiplier 1).
+    Unit,
+    /// `θ + mult·masked + dense`.
+    Scaled,
+}
+
+/// f64 partial sums kept per lane, so that the element loop vectorises; lanes are added in
+/// order at the end of a chunk (deterministic).
+const LANES: usize = 8;
+
+/// Lane sums of `Σ m'·g`, `Σ m'²`, `Σ g²`, `Σ masked²`, `Σ dense²`.
+type LaneSums = [[f64; LANES]; 5];
 
 impl Kernel {
     fn new(u: &Update, cfg: &AdamWConfig) -> Self {
         let bc1 = 1.0 - cfg.beta1.powf(u.t as f64);
         let bc2 = 1.0 - cfg.beta2.powf(u.t as f64);
+        let decay = match (u.decay && cfg.weight_decay != 0.0, u.decay_masked) {
+            (false, _) => Decay::None,
+            (true, true) => Decay::Masked,
+            (true, false) => Decay::Dense,
+        };
         Self {
             beta1: cfg.beta1 as f32,
             one_minus_beta1: (1.0 - cfg.beta1) as f32,
@@ -204,19 +229,28 @@ impl Kernel {
             inv_bc2: (1.0 / bc2) as f32,
             eps: cfg.eps as f32,
             decay_mul: (-u.lr * cfg.weight_decay) as f32,
-            decay: u.decay && cfg.weight_decay != 0.0,
-            decay_masked: u.decay_masked,
+            decay,
         }
     }
 
     /// Whether θ changes under multiplier `mult` (else only the norms are summed).
     fn changes(&self, mult: f64) -> bool {
-        mult != 0.0 || (self.decay && !self.decay_masked)
+        mult != 0.0 || self.decay == Decay::Dense
     }
 
-    /// `g ← g·clip`, `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`, then the displacement.
+    fn movement(&self, mult: Option<f64>) -> Move {
+        match mult {
+            Some(m) if !self.changes(m) => Move::Keep,
+            None => Move::Keep,
+            Some(0.0) => Move::DenseOnly,
+            Some(1.0) => Move::Unit,
+            Some(_) => Move::Scaled,
+        }
+    }
+
+    /// `g ← g·clip`, `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`: (g, m', v').
     #[inline(always)]
-    fn element(&self, theta: f32, m: f32, v: f32, g: f32) -> Element {
+    fn moments(&self, m: f32, v: f32, g: f32) -> (f32, f32, f32) {
         let grad = if self.scale_grad {
             g * self.clip + 0.0
         } else {
@@ -224,83 +258,134 @@ impl Kernel {
         };
         let m = (m * self.beta1 + 0.0) + (grad * self.one_minus_beta1 + 0.0);
         let v = (v * self.beta2 + 0.0) + ((grad * grad) * self.one_minus_beta2 + 0.0);
-        let (masked, dense) = self.displacement(theta, m, v);
-        Element {
-            grad,
-            m,
-            v,
-            masked,
-            dense,
-        }
+        (grad, m, v)
     }
 
-    /// One element's displacement: the masked part, and the dense part (decay kept out of the
-    /// mask).
+    /// One element's displacement: (masked part, dense part); the dense part is 0 unless the
+    /// decay is kept out of the mask.
     #[inline(always)]
-    fn displacement(&self, theta: f32, m: f32, v: f32) -> (f32, Option<f32>) {
+    fn displacement<const DECAY: u8>(&self, theta: f32, m: f32, v: f32) -> (f32, f32) {
         let denom = ((v * self.inv_bc2 + 0.0).sqrt()) * 1.0 + self.eps;
         let adam = (m * self.adam_mul + 0.0) / denom;
-        let decay = self.decay.then_some(theta * self.decay_mul + 0.0);
-        match decay {
-            Some(d) if self.decay_masked => (adam + d, None),
-            Some(d) => (adam, Some(d)),
-            None => (adam, None),
+        match DECAY {
+            DECAY_MASKED => (adam + (theta * self.decay_mul + 0.0), 0.0),
+            DECAY_DENSE => (adam, theta * self.decay_mul + 0.0),
+            _ => (adam, 0.0),
         }
     }
 
-    /// `θ + mult·masked + dense` for one element.
+    /// The new θ (composed path's order: `θ + mult·masked`, then `+ dense` when there is one).
     #[inline(always)]
-    fn moved(theta: f32, masked: f32, dense: Option<f32>, mult: f64) -> f32 {
-        if mult == 0.0 {
-            return theta + dense.unwrap_or(0.0);
-        }
-        let upd = if mult == 1.0 {
-            masked
-        } else {
-            masked * mult as f32 + 0.0
+    fn moved<const DECAY: u8, const MOVE: u8>(
+        theta: f32,
+        masked: f32,
+        dense: f32,
+        mult: f32,
+    ) -> f32 {
+        let moved = match MOVE {
+            MOVE_DENSE_ONLY => return theta + dense,
+            MOVE_UNIT => theta + masked,
+            _ => theta + (masked * mult + 0.0),
         };
-        let moved = theta + upd;
-        match dense {
-            Some(d) => moved + d,
-            None => moved,
+        if DECAY == DECAY_DENSE {
+            moved + dense
+        } else {
+            moved
         }
     }
 
-    /// One chunk of the moment pass: m and v in place, θ too when `mult` is given; the sums.
-    fn step_chunk(
+    /// One chunk of the moment pass: m and v (and θ, unless `MOVE` keeps it) in place; the sums.
+    fn step_chunk<const DECAY: u8, const MOVE: u8>(
         &self,
         theta: &mut [f32],
         m: &mut [f32],
         v: &mut [f32],
         g: &[f32],
-        mult: Option<f64>,
+        mult: f32,
     ) -> [f64; 5] {
-        let mut sums = [0f64; 5];
-        for i in 0..m.len() {
-            let e = self.element(theta[i], m[i], v[i], g[i]);
-            m[i] = e.m;
-            v[i] = e.v;
-            sums[0] += e.m as f64 * e.grad as f64;
-            sums[1] += e.m as f64 * e.m as f64;
-            sums[2] += e.grad as f64 * e.grad as f64;
-            sums[3] += e.masked as f64 * e.masked as f64;
-            if let Some(d) = e.dense {
-                sums[4] += d as f64 * d as f64;
+        let mut lanes: LaneSums = [[0.0; LANES]; 5];
+        let len = m.len();
+        let mut element = |i: usize, lane: usize, lanes: &mut LaneSums| {
+            let (grad, m_new, v_new) = self.moments(m[i], v[i], g[i]);
+            let (masked, dense) = self.displacement::<DECAY>(theta[i], m_new, v_new);
+            m[i] = m_new;
+            v[i] = v_new;
+            lanes[0][lane] += m_new as f64 * grad as f64;
+            lanes[1][lane] += m_new as f64 * m_new as f64;
+            lanes[2][lane] += grad as f64 * grad as f64;
+            lanes[3][lane] += masked as f64 * masked as f64;
+            lanes[4][lane] += dense as f64 * dense as f64;
+            if MOVE != MOVE_KEEP {
+                theta[i] = Self::moved::<DECAY, MOVE>(theta[i], masked, dense, mult);
             }
-            if let Some(mult) = mult {
-                theta[i] = Self::moved(theta[i], e.masked, e.dense, mult);
+        };
+        let full = len / LANES * LANES;
+        for base in (0..full).step_by(LANES) {
+            for lane in 0..LANES {
+                element(base + lane, lane, &mut lanes);
             }
         }
-        sums
+        for i in full..len {
+            element(i, i - full, &mut lanes);
+        }
+        lanes.map(|l| l.iter().sum())
     }
 
     /// One chunk of the weight pass (after the moment pass): θ in place.
-    fn apply_chunk(&self, theta: &mut [f32], m: &[f32], v: &[f32], mult: f64) {
+    fn apply_chunk<const DECAY: u8, const MOVE: u8>(
+        &self,
+        theta: &mut [f32],
+        m: &[f32],
+        v: &[f32],
+        mult: f32,
+    ) {
         for i in 0..theta.len() {
-            let (masked, dense) = self.displacement(theta[i], m[i], v[i]);
-            theta[i] = Self::moved(theta[i], masked, dense, mult);
+            let (masked, dense) = self.displacement::<DECAY>(theta[i], m[i], v[i]);
+            theta[i] = Self::moved::<DECAY, MOVE>(theta[i], masked, dense, mult);
         }
     }
+
+    /// `f` instantiated for this tensor's decay case and movement.
+    fn dispatch<R>(&self, mv: Move, f: impl Specialized<R>) -> R {
+        let decay = match self.decay {
+            Decay::None => DECAY_NONE,
+            Decay::Masked => DECAY_MASKED,
+            Decay::Dense => DECAY_DENSE,
+        };
+        let mv = match mv {
+            Move::Keep => MOVE_KEEP,
+            Move::DenseOnly => MOVE_DENSE_ONLY,
+            Move::Unit => MOVE_UNIT,
+            Move::Scaled => MOVE_SCALED,
+        };
+        macro_rules! cases {
+            ($($d:ident $m:ident),*) => {
+                match (decay, mv) {
+                    $(($d, $m) => f.call::<$d, $m>(),)*
+                    _ => f.call::<DECAY_NONE, MOVE_KEEP>(),
+                }
+            };
+        }
+        cases!(
+            DECAY_NONE MOVE_KEEP, DECAY_NONE MOVE_UNIT, DECAY_NONE MOVE_SCALED,
+            DECAY_MASKED MOVE_KEEP, DECAY_MASKED MOVE_UNIT, DECAY_MASKED MOVE_SCALED,
+            DECAY_DENSE MOVE_KEEP, DECAY_DENSE MOVE_DENSE_ONLY, DECAY_DENSE MOVE_UNIT,
+            DECAY_DENSE MOVE_SCALED
+        )
+    }
+}
+
+const DECAY_NONE: u8 = 0;
+const DECAY_MASKED: u8 = 1;
+const DECAY_DENSE: u8 = 2;
+const MOVE_KEEP: u8 = 0;
+const MOVE_DENSE_ONLY: u8 = 1;
+const MOVE_UNIT: u8 = 2;
+const MOVE_SCALED: u8 = 3;
+
+/// A pass generic over the loop invariants (see [`Kernel::dispatch`]).
+trait Specialized<R> {
+    fn call<const DECAY: u8, const MOVE: u8>(self) -> R;
 }
 
 /// The moments of one tensor (and, given `mult`, its weight) updated in place in one pass over
@@ -321,16 +406,42 @@ pub(crate) fn step(
         return Ok(None);
     }
     let kernel = Kernel::new(u, cfg);
-    let mult = mult.filter(|&x| kernel.changes(x));
+    let movement = kernel.movement(mult);
+    let mult = mult.unwrap_or(1.0) as f32;
     let run = |th: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
-        let chunks: Vec<[f64; 5]> = th
-            .par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .map(|(((th, m), v), g)| kernel.step_chunk(th, m, v, g, mult))
-            .collect();
-        Sums::total(&chunks)
+        struct Pass<'a> {
+            kernel: &'a Kernel,
+            th: &'a mut [f32],
+            m: &'a mut [f32],
+            v: &'a mut [f32],
+            g: &'a [f32],
+            mult: f32,
+        }
+        impl Specialized<Sums> for Pass<'_> {
+            fn call<const DECAY: u8, const MOVE: u8>(self) -> Sums {
+                let chunks: Vec<[f64; 5]> = self
+                    .th
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.m.par_chunks_mut(CHUNK))
+                    .zip(self.v.par_chunks_mut(CHUNK))
+                    .zip(self.g.par_chunks(CHUNK))
+                    .map(|(((th, m), v), g)| {
+                        self.kernel
+                            .step_chunk::<DECAY, MOVE>(th, m, v, g, self.mult)
+                    })
+                    .collect();
+                Sums::total(&chunks)
+            }
+        }
+        let pass = Pass {
+            kernel: &kernel,
+            th,
+            m,
+            v,
+            g,
+            mult,
+        };
+        kernel.dispatch(movement, pass)
     };
     with_step_slices(theta, m, v, grad, run)
 }
@@ -369,14 +480,37 @@ pub(crate) fn apply(
     cfg: &AdamWConfig,
 ) -> Result<bool> {
     let kernel = Kernel::new(u, cfg);
-    if !kernel.changes(mult) {
+    let movement = kernel.movement(Some(mult));
+    if movement == Move::Keep {
         return Ok(with_f32(theta, |_| ()).is_some());
     }
     let run = |th: &mut [f32], m: &[f32], v: &[f32]| {
-        th.par_chunks_mut(CHUNK)
-            .zip(m.par_chunks(CHUNK))
-            .zip(v.par_chunks(CHUNK))
-            .for_each(|((th, m), v)| kernel.apply_chunk(th, m, v, mult));
+        struct Pass<'a> {
+            kernel: &'a Kernel,
+            th: &'a mut [f32],
+            m: &'a [f32],
+            v: &'a [f32],
+            mult: f32,
+        }
+        impl Specialized<()> for Pass<'_> {
+            fn call<const DECAY: u8, const MOVE: u8>(self) {
+                self.th
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.m.par_chunks(CHUNK))
+                    .zip(self.v.par_chunks(CHUNK))
+                    .for_each(|((th, m), v)| {
+                        self.kernel.apply_chunk::<DECAY, MOVE>(th, m, v, self.mult)
+                    });
+            }
+        }
+        let pass = Pass {
+            kernel: &kernel,
+            th,
+            m,
+            v,
+            mult: mult as f32,
+        };
+        kernel.dispatch(movement, pass)
     };
     let done = with_f32_mut(theta, |th| with_f32(m, |m| with_f32(v, |v| run(th, m, v))))?;
     Ok(done.flatten().flatten().is_some())
