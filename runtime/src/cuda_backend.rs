@@ -299,8 +299,8 @@ fn build_plan(cache: &CudaKvCache, layout: &StepLayout, dev: &Device) -> Result<
     let mut by_seq: Vec<(u32, Vec<usize>)> = vec![];
     let mut index_of = std::collections::HashMap::new();
     for (i, t) in tokens.iter().enumerate() {
-        let g = *index_of.entry(t.seq).or_insert_with(|| {
-            by_seq.push((t.seq, vec![]));
+        let g = *index_of.entry(t.seq_index).or_insert_with(|| {
+            by_seq.push((t.seq_index, vec![]));
             by_seq.len() - 1
         });
         by_seq[g].1.push(i);

@@ -1,5 +1,6 @@
 //! Full-recompute generation (no KV cache): the reference the paged engine is tested against,
-//! and the no-cache baseline of `rlvr bench rollout`.
+//! and the no-cache baseline of `rlvr bench rollout`. Shares only the sampler with the engine:
+//! no blocks, no scheduler.
 
 use rlvr_models::{Batch, Forward, Model};
 
@@ -18,21 +19,7 @@ pub fn generate_naive(
 ) -> Result<Vec<Completion>> {
     let mut seqs: Vec<Vec<u32>> = vec![prompt.to_vec(); n];
     let mut rngs: Vec<SeqRng> = (0..n).map(|i| SeqRng::new(params.seed, i as u64)).collect();
-    let mut outs: Vec<Completion> = (0..n)
-        .map(|i| Completion {
-            request_index: 0,
-            sample_index: i,
-            prompt_token_ids: prompt.to_vec(),
-            token_ids: vec![],
-            sampling_logprobs: vec![],
-            logprobs: vec![],
-            entropies: vec![],
-            policy_versions: vec![],
-            text: String::new(),
-            finish_reason: FinishReason::Length,
-            preempted: false,
-        })
-        .collect();
+    let mut outs: Vec<Completion> = (0..n).map(|i| Completion::empty(0, i, prompt)).collect();
     let mut done = vec![params.max_new_tokens == 0; n];
     while done.iter().any(|d| !d) {
         let live: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();

@@ -8,11 +8,13 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use rlvr_models::{Attention, ModelConfig};
 
+use crate::block_manager::cache_slot;
+
 /// Where one scheduled token lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSlot {
-    /// Index into [`StepLayout::block_tables`].
-    pub seq: u32,
+    /// Its sequence: an index into [`StepLayout::block_tables`].
+    pub seq_index: u32,
     /// Position in its sequence (RoPE position and causal limit).
     pub pos: u32,
     /// Cache slot: block id × block size + offset.
@@ -250,9 +252,9 @@ impl Attention for CpuPagedAttention<'_> {
         let mut out = vec![0f32; t * nh * d];
         out.par_chunks_mut(nh * d).enumerate().for_each(|(i, o)| {
             let tok = layout.tokens[i];
-            let bt = &layout.block_tables[tok.seq as usize];
+            let table = &layout.block_tables[tok.seq_index as usize];
             let slots: Vec<usize> = (0..=tok.pos as usize)
-                .map(|j| bt[j / bs] as usize * bs + j % bs)
+                .map(|pos| cache_slot(table, bs, pos))
                 .collect();
             token_attention_dispatch(
                 &qv[i * nh * d..(i + 1) * nh * d],

@@ -95,7 +95,7 @@ fn drive(model: &Model, kv: &mut CudaKvCache, full: &Tensor, seqs: &[Vec<u32>]) 
             tokens: positions
                 .iter()
                 .map(|&(s, p)| TokenSlot {
-                    seq: s as u32,
+                    seq_index: s as u32,
                     pos: p as u32,
                     slot: (tables[s][p / bs] as usize * bs + p % bs) as u32,
                 })
@@ -356,7 +356,7 @@ fn copy_block_copies_every_layer() {
     let layout = StepLayout {
         tokens: (0..t as u32)
             .map(|p| TokenSlot {
-                seq: 0,
+                seq_index: 0,
                 pos: p,
                 slot: 2 * 16 + p,
             })

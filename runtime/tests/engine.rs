@@ -72,7 +72,7 @@ fn paged_decode_equals_full_forward() {
                 tokens: positions
                     .iter()
                     .map(|&(s, p)| TokenSlot {
-                        seq: s as u32,
+                        seq_index: s as u32,
                         pos: p as u32,
                         slot: (tables[s][p / bs] as usize * bs + p % bs) as u32,
                     })
