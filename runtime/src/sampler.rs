@@ -1,5 +1,8 @@
 //! Turning one row of logits into a token: raw (T = 1) log-prob and entropy of the model's
 //! distribution, and the log-prob under the sampling distribution actually used.
+//!
+//! Owns the sampling parameters and the choice of one token from one row; knows nothing of
+//! sequences, batching or the model (the caller brings each sequence's RNG).
 
 use serde::{Deserialize, Serialize};
 
@@ -90,11 +93,6 @@ fn logsumexp(x: &[f32], scale: f64) -> f64 {
         .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 * scale));
     let sum: f64 = x.iter().map(|&v| (v as f64 * scale - max).exp()).sum();
     max + sum.ln()
-}
-
-/// Raw log-prob of `token` and entropy at T = 1.
-pub fn raw_stats(logits: &[f32], token: u32) -> (f32, f32) {
-    rlvr_models::rowstats::logprob_entropy(logits, token)
 }
 
 fn argmax(x: &[f32]) -> u32 {
@@ -216,7 +214,9 @@ mod tests {
     #[test]
     fn raw_stats_match_definition() {
         let logits = [1.0f32, 2.0, 3.0, 0.5];
-        let (lp, h) = raw_stats(&logits, 2);
+        let greedy = sample(&logits, &SamplingParams::greedy(1), &mut SeqRng::new(0, 0));
+        assert_eq!(greedy.token, 2);
+        let (lp, h) = (greedy.raw_logprob, greedy.entropy);
         let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
         let p: Vec<f64> = logits.iter().map(|&x| (x as f64).exp() / z).collect();
         assert!((lp as f64 - p[2].ln()).abs() < 1e-6);

@@ -398,15 +398,25 @@ fn copy_block_copies_every_layer() {
     }
 }
 
+/// The engine sizes its pool from `gpu_memory_fraction`: here 1% of the device's memory on top
+/// of what is in use once the model is loaded.
 #[test]
-fn sizing_from_free_memory() {
+fn sizing_from_memory_fraction() {
     let Some(dev) = gpu() else { return };
     let cfg = config(Architecture::Llama, 64);
     let per = CudaKvCache::bytes_per_block(&cfg, 16, DType::BF16);
     assert_eq!(per, 2 * 2 * 16 * 2 * 64 * 2);
-    let n = CudaKvCache::num_blocks_for_free_memory(&cfg, 16, DType::BF16, 0.01, &dev).unwrap();
-    println!("1% of free memory: {n} blocks of {per} bytes");
-    assert!(n > 0);
+    let (_, model) = models(&cfg, DType::BF16, &dev);
+    let (free, total) = rlvr_models::device_mem::cuda_free_total(&dev).unwrap();
+    let fraction = (total - free) as f64 / total as f64 + 0.01;
+    let engine_cfg = EngineConfig {
+        block_size: 16,
+        gpu_memory_fraction: Some(fraction),
+        ..Default::default()
+    };
+    let n = Engine::new(model, None, engine_cfg).unwrap().num_blocks();
+    println!("1% of the device's memory: {n} blocks of {per} bytes");
+    assert!(n > 1);
 }
 
 /// Runs anywhere (also without a GPU): the backend refuses a CPU device with an error.

@@ -160,23 +160,6 @@ impl CudaKvCache {
         })
     }
 
-    /// How many blocks fit in `fraction` of the device's currently free memory
-    /// ([`rlvr_models::device_mem::cuda_free_total`]). Call it after the weights are loaded;
-    /// leave room for activations (e.g. `fraction` = 0.8 of what is free then). May be 0.
-    pub fn num_blocks_for_free_memory(
-        cfg: &ModelConfig,
-        block_size: usize,
-        dtype: DType,
-        fraction: f64,
-        device: &Device,
-    ) -> Result<usize> {
-        let (free, _total) = rlvr_models::device_mem::cuda_free_total(device).ok_or_else(|| {
-            candle_core::Error::Msg(format!("no memory information from {device:?}"))
-        })?;
-        let budget = (free as f64 * fraction.clamp(0.0, 1.0)) as usize;
-        Ok(budget / Self::bytes_per_block(cfg, block_size, dtype).max(1))
-    }
-
     /// Whether decode tokens use the `paged_attention` kernel (else the candle path).
     pub fn kernel_decode(&self) -> bool {
         self.kernel_decode
@@ -194,10 +177,6 @@ impl CudaKvCache {
         }
         self.kernel_decode = on;
         Ok(())
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.dtype
     }
 
     /// The key and value cache tensors of one layer (shared storage, for tests).
