@@ -31,6 +31,22 @@ pub struct StepLayout {
     pub block_tables: Vec<Vec<u32>>,
 }
 
+impl StepLayout {
+    /// `(num_tokens, n_heads, head_dim)` of `q`, which must be the packed `[1, T, n_heads,
+    /// head_dim]` queries of this step.
+    pub fn packed_dims(&self, q: &Tensor) -> candle_core::Result<(usize, usize, usize)> {
+        let (batch, num_tokens, n_heads, head_dim) = q.dims4()?;
+        if batch != 1 || num_tokens != self.tokens.len() {
+            candle_core::bail!(
+                "paged attention expects a packed [1, {}] batch, got q {:?}",
+                self.tokens.len(),
+                q.dims()
+            );
+        }
+        Ok((num_tokens, n_heads, head_dim))
+    }
+}
+
 /// A KV cache backend: owns the block pool's storage and produces the attention of a step.
 pub trait KvBackend: Send {
     fn num_blocks(&self) -> usize;
@@ -252,14 +268,7 @@ impl Attention for CpuPagedAttention<'_> {
         k: &Tensor,
         v: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let (batch, num_tokens, n_heads, head_dim) = q.dims4()?;
-        if batch != 1 || num_tokens != self.layout.tokens.len() {
-            candle_core::bail!(
-                "paged attention expects a packed [1, {}] batch, got q {:?}",
-                self.layout.tokens.len(),
-                q.dims()
-            );
-        }
+        let (num_tokens, n_heads, head_dim) = self.layout.packed_dims(q)?;
         let heads = Heads {
             n_heads,
             n_kv: self.cache.n_kv,

@@ -18,7 +18,7 @@ use rlvr_runtime::paged_attention::{KvBackend, StepLayout, TokenSlot};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 
 mod common;
-use common::{drive, engine_config, max_abs, prompt, score_completion};
+use common::{drive, engine_config, max_abs, prompt, prompts, score_completion};
 
 fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {
@@ -74,11 +74,7 @@ fn paged_matches_full_forward() {
             for &(hd, bs, kernel) in &shapes {
                 let cfg = config(arch, hd);
                 let (_, model) = models(&cfg, dtype, &dev);
-                let seqs: Vec<Vec<u32>> = [5usize, 17, 33, 12, 70]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| prompt(n, i as u32))
-                    .collect();
+                let seqs = prompts(&[5, 17, 33, 12, 70]);
                 let full = model
                     .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
                     .unwrap();
@@ -105,11 +101,7 @@ fn f32_paged_matches_cpu_forward() {
     let Some(dev) = gpu() else { return };
     let cfg = config(Architecture::Qwen2, 64);
     let (cpu, model) = models(&cfg, DType::F32, &dev);
-    let seqs: Vec<Vec<u32>> = [9usize, 40, 23]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| prompt(n, i as u32))
-        .collect();
+    let seqs = prompts(&[9, 40, 23]);
     let full_cpu = cpu
         .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
         .unwrap();
@@ -145,11 +137,7 @@ fn f32_engine_matches_cpu_engine() {
     for arch in [Architecture::Llama, Architecture::Qwen3] {
         let cfg = config(arch, 64);
         let (cpu, model) = models(&cfg, DType::F32, &dev);
-        let prompts: Vec<Vec<u32>> = [3usize, 17, 40, 90]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| prompt(n, i as u32))
-            .collect();
+        let prompts = prompts(&[3, 17, 40, 90]);
         let params = SamplingParams::greedy(24);
         let want = Engine::new(cpu.clone(), None, engine_config(16, 256))
             .unwrap()

@@ -9,7 +9,7 @@ use rlvr_runtime::paged_attention::CpuKvCache;
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 
 mod common;
-use common::{drive, engine_config, prompt, score_completion};
+use common::{drive, engine_config, prompt, prompts, score_completion};
 
 fn tiny(arch: Architecture) -> Arc<Model> {
     tiny_in(arch, DType::F32)
@@ -38,11 +38,7 @@ fn paged_decode_equals_full_forward() {
         Architecture::Qwen3,
     ] {
         let model = tiny(arch);
-        let seqs: Vec<Vec<u32>> = [5usize, 17, 33, 12]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| prompt(n, i as u32))
-            .collect();
+        let seqs = prompts(&[5, 17, 33, 12]);
         let mut kv = CpuKvCache::new(&model.config, 64, 4);
         let full = model
             .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
@@ -68,11 +64,7 @@ fn engine(model: &Arc<Model>, num_blocks: Option<usize>) -> Engine {
 fn greedy_equals_naive_generator() {
     let model = tiny(Architecture::Llama);
     let mut e = engine(&model, None);
-    let prompts: Vec<Vec<u32>> = [3usize, 9, 21]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| prompt(n, i as u32))
-        .collect();
+    let prompts = prompts(&[3, 9, 21]);
     let params = SamplingParams::greedy(20);
     let got = e.generate_groups(&prompts, 2, &params).unwrap();
     for (i, p) in prompts.iter().enumerate() {

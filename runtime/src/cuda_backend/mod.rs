@@ -254,16 +254,10 @@ struct CudaPagedAttention<'a> {
 }
 
 impl CudaPagedAttention<'_> {
-    /// q `[1, T, n_heads, d]` and k `[1, T, n_kv, d]` match the step and the cache.
-    fn check_shapes(&self, layer: usize, q: &Tensor, k: &Tensor) -> Result<()> {
-        let (batch, num_tokens, n_heads, d) = q.dims4()?;
-        if batch != 1 || num_tokens != self.layout.tokens.len() {
-            candle_core::bail!(
-                "paged attention expects a packed [1, {}] batch, got q {:?}",
-                self.layout.tokens.len(),
-                q.dims()
-            );
-        }
+    /// q `[1, T, n_heads, d]` and k `[1, T, n_kv, d]` match the step and the cache; returns
+    /// `(T, n_heads, d)`.
+    fn check_shapes(&self, layer: usize, q: &Tensor, k: &Tensor) -> Result<(usize, usize, usize)> {
+        let (num_tokens, n_heads, d) = self.layout.packed_dims(q)?;
         let (_, _, n_kv, dk) = k.dims4()?;
         let cache = &self.cache;
         if n_kv != cache.n_kv || d != cache.head_dim || dk != d || n_heads % n_kv != 0 {
@@ -278,7 +272,7 @@ impl CudaPagedAttention<'_> {
         if layer >= cache.k.len() {
             candle_core::bail!("layer {layer}: the cache has {} layers", cache.k.len());
         }
-        Ok(())
+        Ok((num_tokens, n_heads, d))
     }
 }
 
@@ -325,8 +319,7 @@ fn attend_chunk(
 
 impl Attention for CudaPagedAttention<'_> {
     fn attend(&mut self, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        self.check_shapes(layer, q, k)?;
-        let (_, num_tokens, n_heads, d) = q.dims4()?;
+        let (num_tokens, n_heads, d) = self.check_shapes(layer, q, k)?;
         if num_tokens == 0 {
             return Ok(q.clone());
         }

@@ -15,6 +15,14 @@ pub fn prompt(len: usize, salt: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Prompts of the given lengths, the i-th salted with i.
+pub fn prompts(lens: &[usize]) -> Vec<Vec<u32>> {
+    lens.iter()
+        .enumerate()
+        .map(|(i, &len)| prompt(len, i as u32))
+        .collect()
+}
+
 /// An engine config with an exact pool and a prefill budget of 64 tokens.
 pub fn engine_config(block_size: usize, num_blocks: usize) -> EngineConfig {
     EngineConfig {
