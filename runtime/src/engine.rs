@@ -238,26 +238,26 @@ impl Engine {
         Ok(out)
     }
 
-    /// G samples for each prompt. Prompt i is seeded with `params.seed + i`.
+    /// `group_size` samples for each prompt. Prompt i is seeded with `params.seed + i`.
     pub fn generate_groups(
         &mut self,
         prompts: &[Vec<u32>],
-        g: usize,
+        group_size: usize,
         params: &SamplingParams,
     ) -> Result<Vec<Completion>> {
-        let reqs = prompts
+        let requests = prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| Request {
-                prompt_ids: p.clone(),
+            .map(|(i, prompt)| Request {
+                prompt_ids: prompt.clone(),
                 params: SamplingParams {
                     seed: params.seed.wrapping_add(i as u64),
                     ..params.clone()
                 },
-                n: g,
+                n: group_size,
             })
             .collect();
-        self.generate(reqs)
+        self.generate(requests)
     }
 
     /// One engine step; returns the samples that finished in it.
