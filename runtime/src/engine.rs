@@ -1,27 +1,27 @@
 //! The generation engine: schedule → run → sample, in a loop (continuous batching).
 //!
-//! Each step is either a prefill step (prompt chunks of newly admitted groups and recomputes of
-//! preempted samples, packed into one row) or a decode step (one token for every running sample).
-//! A group's prompt is prefilled once; its G samples then share the prompt's blocks, copying the
-//! last partial block on their first write. When blocks run out, the most recently admitted
-//! samples are preempted (blocks freed, recomputed later): nothing crashes, nothing is dropped.
+//! Each step asks the [`Scheduler`] for a plan (a packed prefill of prompt chunks and recomputes,
+//! or one decode token for every running sample), runs it on the [`ModelRunner`], samples each
+//! completed row and decides whether the sample finished (EOS, stop string, length). A group's
+//! prompt is prefilled once and forked into its G samples, which share the prompt's blocks.
+//! Owns the requests, the public API, stop conditions and the statistics; knows nothing of block
+//! arithmetic, attention or the KV storage.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use rlvr_models::{Batch, Forward, Model, TextTokenizer};
+use rayon::prelude::*;
+use rlvr_models::{Model, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::block_manager::BlockManager;
-use crate::error::{Ctx, Result, RuntimeError};
-use crate::paged_attention::{CpuKvCache, KvBackend, StepLayout, TokenSlot};
-use crate::rng::SeqRng;
+use crate::error::{Result, RuntimeError};
+use crate::paged_attention::{CpuKvCache, KvBackend};
+use crate::runner::{ModelRunner, StepInputs};
 use crate::sampler::{sample, SamplingParams, TokenChoice};
+use crate::scheduler::{Pending, PrefillChunk, PromptPrefill, Scheduler, StepPlan};
 use crate::sequence::{Completion, FinishReason, Request, Sequence};
-use rayon::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
@@ -54,27 +54,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// KV budget in bytes for [`EngineConfig::gpu_memory_fraction`] on `device` (CUDA).
-#[cfg(feature = "cuda")]
-fn kv_budget_from_fraction(fraction: f64, device: &Device) -> Result<usize> {
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(RuntimeError::BadRequest {
-            index: 0,
-            msg: format!("gpu_memory_fraction must be in (0, 1], got {fraction}"),
-        });
-    }
-    let (free, total) = rlvr_models::device_mem::cuda_free_total(device).ok_or(
-        RuntimeError::Internal("no memory information from the CUDA device"),
-    )?;
-    rlvr_models::device_mem::budget_from_fraction(fraction, free, total)
-        .map(|b| b as usize)
-        .ok_or(RuntimeError::NoKvMemory {
-            fraction,
-            used_mib: (total - free) >> 20,
-            total_mib: total >> 20,
-        })
-}
-
 /// Counters for benchmarks and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineStats {
@@ -95,26 +74,11 @@ pub struct EngineStats {
     pub sample_s: f64,
 }
 
-enum Pending {
-    /// A request's prompt: prefilled once (maybe in chunks), then forked into `n` samples.
-    Group {
-        request: usize,
-        computed: usize,
-        block_table: Vec<u32>,
-    },
-    /// A preempted sample to recompute.
-    Resume(Sequence),
-}
-
 pub struct Engine {
-    model: Arc<Model>,
+    runner: ModelRunner,
     tokenizer: Option<TextTokenizer>,
-    kv: Box<dyn KvBackend>,
-    blocks: BlockManager,
-    cfg: EngineConfig,
+    scheduler: Scheduler,
     requests: Vec<Request>,
-    waiting: VecDeque<Pending>,
-    running: Vec<Sequence>,
     policy_version: Arc<AtomicU64>,
     weights_lock: Option<Arc<RwLock<()>>>,
     stats: EngineStats,
@@ -125,40 +89,26 @@ pub struct Engine {
 pub type TokenCallback = Box<dyn FnMut(usize, usize, u32) + Send>;
 
 impl Engine {
-    /// An engine over `model` with the CPU paged KV backend.
+    /// An engine over `model` with the CUDA paged KV backend on a CUDA device, else the CPU one.
     pub fn new(
         model: Arc<Model>,
         tokenizer: Option<TextTokenizer>,
         cfg: EngineConfig,
     ) -> Result<Self> {
-        let mcfg = &model.config;
         #[cfg(feature = "cuda")]
         if model.device().is_cuda() {
-            use crate::cuda_backend::CudaKvCache;
-            let per_block = CudaKvCache::bytes_per_block(mcfg, cfg.block_size, model.dtype());
-            let budget = match cfg.gpu_memory_fraction {
-                Some(f) => kv_budget_from_fraction(f, model.device())?,
-                None => cfg.kv_cache_bytes,
-            };
-            let num_blocks = cfg.num_blocks.unwrap_or(budget / per_block).max(1);
-            let kv = CudaKvCache::new(
-                mcfg,
-                num_blocks,
-                cfg.block_size,
-                model.dtype(),
-                model.device(),
-            )
-            .ctx("allocating the CUDA KV cache")?;
-            return Ok(Self::with_backend(model, tokenizer, cfg, Box::new(kv)));
+            let kv = cuda_kv_cache(&model, &cfg)?;
+            return Ok(Self::with_backend(model, tokenizer, cfg, kv));
         }
+        let model_cfg = &model.config;
         let num_blocks = cfg
             .num_blocks
             .unwrap_or_else(|| {
-                cfg.kv_cache_bytes / CpuKvCache::bytes_per_block(mcfg, cfg.block_size)
+                cfg.kv_cache_bytes / CpuKvCache::bytes_per_block(model_cfg, cfg.block_size)
             })
             .max(1);
-        let kv: Box<dyn KvBackend> = Box::new(CpuKvCache::new(mcfg, num_blocks, cfg.block_size));
-        Ok(Self::with_backend(model, tokenizer, cfg, kv))
+        let kv = CpuKvCache::new(model_cfg, num_blocks, cfg.block_size);
+        Ok(Self::with_backend(model, tokenizer, cfg, Box::new(kv)))
     }
 
     /// An engine with a given KV backend (e.g. CUDA).
@@ -174,14 +124,10 @@ impl Engine {
             ..Default::default()
         };
         Self {
-            model,
+            runner: ModelRunner::new(model, kv),
             tokenizer,
-            kv,
-            blocks,
-            cfg,
+            scheduler: Scheduler::new(blocks, cfg.max_batch_tokens, cfg.max_num_seqs),
             requests: vec![],
-            waiting: VecDeque::new(),
-            running: vec![],
             policy_version: Arc::new(AtomicU64::new(0)),
             weights_lock: None,
             stats,
@@ -214,26 +160,39 @@ impl Engine {
 
     pub fn reset_stats(&mut self) {
         self.stats = EngineStats {
-            kv_blocks_total: self.blocks.num_blocks(),
+            kv_blocks_total: self.num_blocks(),
             ..Default::default()
         };
     }
 
     pub fn num_blocks(&self) -> usize {
-        self.blocks.num_blocks()
+        self.scheduler.blocks().num_blocks()
     }
 
     pub fn free_blocks(&self) -> usize {
-        self.blocks.num_free()
+        self.scheduler.blocks().num_free()
     }
 
     pub fn has_unfinished(&self) -> bool {
-        !self.waiting.is_empty() || !self.running.is_empty()
+        self.scheduler.has_unfinished()
     }
 
     /// Queue a request; returns its index. Completions come out of [`Engine::step`].
     pub fn add_request(&mut self, req: Request) -> Result<usize> {
         let index = self.requests.len();
+        self.validate(index, &req)?;
+        self.scheduler.add(PromptPrefill {
+            request: index,
+            prompt: req.prompt_ids.clone(),
+            samples: req.n,
+            computed: 0,
+            block_table: vec![],
+        });
+        self.requests.push(req);
+        Ok(index)
+    }
+
+    fn validate(&self, index: usize, req: &Request) -> Result<()> {
         let bad = |msg: String| RuntimeError::BadRequest { index, msg };
         if req.prompt_ids.is_empty() {
             return Err(bad("empty prompt".into()));
@@ -242,30 +201,23 @@ impl Engine {
             return Err(bad("n (samples per prompt) must be ≥ 1".into()));
         }
         req.params.validate().map_err(bad)?;
-        let vocab = self.model.config.vocab_size as u32;
+        let vocab = self.runner.model().config.vocab_size as u32;
         if let Some(t) = req.prompt_ids.iter().find(|&&t| t >= vocab) {
             return Err(bad(format!(
                 "token id {t} is outside the vocabulary ({vocab})"
             )));
         }
-        let needed = self
-            .blocks
-            .blocks_for(req.prompt_ids.len() + req.params.max_new_tokens);
-        if needed > self.blocks.num_blocks() {
+        let blocks = self.scheduler.blocks();
+        let needed = blocks.blocks_for(req.prompt_ids.len() + req.params.max_new_tokens);
+        if needed > blocks.num_blocks() {
             return Err(RuntimeError::KvTooSmall {
                 index,
                 needed,
-                total: self.blocks.num_blocks(),
-                block_size: self.blocks.block_size(),
+                total: blocks.num_blocks(),
+                block_size: blocks.block_size(),
             });
         }
-        self.requests.push(req);
-        self.waiting.push_back(Pending::Group {
-            request: index,
-            computed: 0,
-            block_table: vec![],
-        });
-        Ok(index)
+        Ok(())
     }
 
     /// Run all queued requests to completion; completions ordered by (request, sample).
@@ -286,26 +238,26 @@ impl Engine {
         Ok(out)
     }
 
-    /// G samples for each prompt. Prompt i is seeded with `params.seed + i`.
+    /// `group_size` samples for each prompt. Prompt i is seeded with `params.seed + i`.
     pub fn generate_groups(
         &mut self,
         prompts: &[Vec<u32>],
-        g: usize,
+        group_size: usize,
         params: &SamplingParams,
     ) -> Result<Vec<Completion>> {
-        let reqs = prompts
+        let requests = prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| Request {
-                prompt_ids: p.clone(),
+            .map(|(i, prompt)| Request {
+                prompt_ids: prompt.clone(),
                 params: SamplingParams {
                     seed: params.seed.wrapping_add(i as u64),
                     ..params.clone()
                 },
-                n: g,
+                n: group_size,
             })
             .collect();
-        self.generate(reqs)
+        self.generate(requests)
     }
 
     /// One engine step; returns the samples that finished in it.
@@ -317,267 +269,179 @@ impl Engine {
         let version = self.policy_version.load(Ordering::SeqCst);
         let mut finished = vec![];
         // Requests that want no tokens finish at once.
-        while let Some(Pending::Group { request, .. }) = self.waiting.front() {
-            let r = &self.requests[*request];
-            if r.params.max_new_tokens > 0 {
-                break;
-            }
-            let request = *request;
-            self.waiting.pop_front();
-            for s in 0..self.requests[request].n {
-                finished.push(self.empty_completion(request, s));
-            }
+        let requests = &self.requests;
+        while let Some(request) = self
+            .scheduler
+            .pop_empty_prompt(|r| requests[r].params.max_new_tokens == 0)
+        {
+            let req = &self.requests[request];
+            finished.extend((0..req.n).map(|s| Completion::empty(request, s, &req.prompt_ids)));
         }
-        let t0 = Instant::now();
-        if self.prefill_step(version, &mut finished)? {
-            self.stats.prefill_s += t0.elapsed().as_secs_f64();
-        } else if !self.running.is_empty() {
-            self.decode_step(version, &mut finished)?;
-            self.stats.decode_s += t0.elapsed().as_secs_f64();
+        let started = Instant::now();
+        match self.scheduler.schedule()? {
+            StepPlan::Idle => {}
+            StepPlan::Prefill(chunks) => {
+                self.prefill_step(chunks, version, &mut finished)?;
+                self.stats.prefill_s += started.elapsed().as_secs_f64();
+            }
+            StepPlan::Decode {
+                seqs,
+                copies,
+                preempted,
+            } => {
+                self.stats.preemptions += preempted as u64;
+                self.runner.copy_blocks(&copies)?;
+                self.decode_step(seqs, version, &mut finished)?;
+                self.stats.decode_s += started.elapsed().as_secs_f64();
+            }
         }
         self.stats.steps += 1;
-        self.stats.peak_kv_blocks = self.stats.peak_kv_blocks.max(self.blocks.peak_used());
+        let peak = self.scheduler.blocks().peak_used();
+        self.stats.peak_kv_blocks = self.stats.peak_kv_blocks.max(peak);
         Ok(finished)
     }
 
-    fn empty_completion(&self, request: usize, sample: usize) -> Completion {
-        Completion {
-            request_index: request,
-            sample_index: sample,
-            prompt_token_ids: self.requests[request].prompt_ids.clone(),
-            token_ids: vec![],
-            sampling_logprobs: vec![],
-            logprobs: vec![],
-            entropies: vec![],
-            policy_versions: vec![],
-            text: String::new(),
-            finish_reason: FinishReason::Length,
-            preempted: false,
+    /// Run one packed prefill of `chunks`; fork completed prompts, resume completed recomputes.
+    fn prefill_step(
+        &mut self,
+        chunks: Vec<PrefillChunk>,
+        version: u64,
+        finished: &mut Vec<Completion>,
+    ) -> Result<()> {
+        let block_size = self.scheduler.blocks().block_size();
+        let mut inputs = StepInputs::default();
+        for c in &chunks {
+            let (tokens, table) = (c.work.tokens(), c.work.block_table());
+            inputs.push_sequence(
+                tokens,
+                table,
+                c.start..c.start + c.len,
+                block_size,
+                c.completes,
+            );
         }
-    }
-
-    /// Allocate blocks so that `table` covers `tokens` tokens.
-    fn grow(&mut self, table: &mut Vec<u32>, tokens: usize) -> bool {
-        let need = self.blocks.blocks_for(tokens).saturating_sub(table.len());
-        if need > self.blocks.num_free() {
-            return false;
-        }
-        for _ in 0..need {
-            match self.blocks.allocate() {
-                Some(b) => table.push(b),
-                None => return false,
-            }
-        }
-        true
-    }
-
-    /// Admit waiting prompts and recomputes within the token budget and run one packed prefill.
-    fn prefill_step(&mut self, version: u64, finished: &mut Vec<Completion>) -> Result<bool> {
-        let mut budget = self.cfg.max_batch_tokens.max(1);
-        // (entity, first position, token count, completes the prefill)
-        let mut batch: Vec<(Pending, usize, usize, bool)> = vec![];
-        let mut seqs_after = self.running.len();
-        while budget > 0 {
-            let Some(front) = self.waiting.front_mut() else {
-                break;
-            };
-            let (total, computed, n) = match front {
-                Pending::Group {
-                    request, computed, ..
-                } => (
-                    self.requests[*request].prompt_ids.len(),
-                    *computed,
-                    self.requests[*request].n,
-                ),
-                Pending::Resume(s) => (s.tokens.len(), s.num_computed, 1),
-            };
-            if seqs_after + n > self.cfg.max_num_seqs
-                && !(batch.is_empty() && self.running.is_empty())
-            {
-                break;
-            }
-            // Allocate the whole prefill's blocks at admission (first chunk).
-            let mut front = self.waiting.pop_front().expect("front exists");
-            let ok = match &mut front {
-                Pending::Group { block_table, .. } => {
-                    let mut t = std::mem::take(block_table);
-                    let ok = self.grow(&mut t, total);
-                    if let Pending::Group { block_table, .. } = &mut front {
-                        *block_table = t;
-                    }
-                    ok
-                }
-                Pending::Resume(s) => {
-                    let mut t = std::mem::take(&mut s.block_table);
-                    let ok = self.grow(&mut t, total);
-                    s.block_table = t;
-                    ok
-                }
-            };
-            if !ok {
-                self.waiting.push_front(front);
-                break;
-            }
-            let len = (total - computed).min(budget);
-            budget -= len;
-            let completes = computed + len == total;
-            seqs_after += n;
-            batch.push((front, computed, len, completes));
-            if !completes {
-                break;
-            }
-        }
-        if batch.is_empty() {
-            return Ok(false);
-        }
-        let mut layout = StepLayout::default();
-        let mut ids = vec![];
-        let mut sample_rows = vec![];
-        for (si, (p, start, len, completes)) in batch.iter().enumerate() {
-            let (tokens, table) = match p {
-                Pending::Group {
-                    request,
-                    block_table,
-                    ..
-                } => (&self.requests[*request].prompt_ids, block_table),
-                Pending::Resume(s) => (&s.tokens, &s.block_table),
-            };
-            let bs = self.blocks.block_size();
-            for pos in *start..start + len {
-                layout.tokens.push(TokenSlot {
-                    seq: si as u32,
-                    pos: pos as u32,
-                    slot: (table[pos / bs] as usize * bs + pos % bs) as u32,
-                });
-                ids.push(tokens[pos]);
-            }
-            layout.block_tables.push(table.clone());
-            if *completes {
-                sample_rows.push(ids.len() - 1);
-            }
-        }
-        self.stats.prefill_tokens += ids.len() as u64;
-        let logits = self.forward(&ids, &layout, &sample_rows)?;
+        self.stats.prefill_tokens += inputs.ids.len() as u64;
+        let logits = self.forward(&inputs)?;
         let mut rows = logits.into_iter();
-        for (p, _start, len, completes) in batch {
-            match p {
-                Pending::Group {
-                    request,
-                    computed,
-                    block_table,
-                } => {
-                    if !completes {
-                        self.waiting.push_front(Pending::Group {
-                            request,
-                            computed: computed + len,
-                            block_table,
-                        });
-                        continue;
-                    }
-                    let row = rows.next().ok_or(RuntimeError::Internal(
-                        "no logits row for a completed prefill",
-                    ))?;
-                    self.fork_group(request, block_table, &row, version, finished)?;
-                }
-                Pending::Resume(mut s) => {
-                    if !completes {
-                        // A long recompute continues in the next prefill step.
-                        s.num_computed += len;
-                        self.waiting.push_front(Pending::Resume(s));
-                        continue;
-                    }
-                    let row = rows.next().ok_or(RuntimeError::Internal(
-                        "no logits row for a completed prefill",
-                    ))?;
-                    s.num_computed = s.tokens.len();
-                    self.push_token(s, &row, version, finished)?;
+        for chunk in chunks {
+            if !chunk.completes {
+                self.scheduler.continue_prefill(chunk);
+                continue;
+            }
+            let row = rows.next().ok_or(RuntimeError::Internal(
+                "no logits row for a completed prefill",
+            ))?;
+            match chunk.work {
+                Pending::Prompt(prompt) => self.fork_group(prompt, &row, version, finished)?,
+                Pending::Resume(mut seq) => {
+                    seq.num_computed = seq.tokens.len();
+                    self.push_token(seq, &row, version, finished)?;
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Turn a prefilled prompt into its G samples sharing the prompt's blocks.
     fn fork_group(
         &mut self,
-        request: usize,
-        table: Vec<u32>,
+        prompt: PromptPrefill,
         row: &[f32],
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
-        let req = self.requests[request].clone();
-        let prompt_len = req.prompt_ids.len();
-        for &b in &table {
-            for _ in 0..req.n {
-                self.blocks.share(b);
-            }
-        }
-        self.blocks.release_all(&table);
-        self.stats.shared_prompt_blocks_saved += (table.len() * (req.n - 1)) as u64;
-        for sample in 0..req.n {
-            let s = Sequence {
-                request,
-                sample,
-                tokens: req.prompt_ids.clone(),
-                prompt_len,
-                block_table: table.clone(),
-                num_computed: prompt_len,
-                rng: SeqRng::new(req.params.seed, sample as u64),
-                sampling_logprobs: vec![],
-                logprobs: vec![],
-                entropies: vec![],
-                versions: vec![],
-                preempted: false,
-            };
-            self.push_token(s, row, version, finished)?;
+        self.scheduler.fork(&prompt);
+        let saved = prompt.block_table.len() * (prompt.samples - 1);
+        self.stats.shared_prompt_blocks_saved += saved as u64;
+        let seed = self.requests[prompt.request].params.seed;
+        for sample in 0..prompt.samples {
+            let table = prompt.block_table.clone();
+            let seq = Sequence::forked(prompt.request, sample, &prompt.prompt, table, seed);
+            self.push_token(seq, row, version, finished)?;
         }
         Ok(())
     }
 
-    /// Sample the next token of `s` from `row`; finish it or keep it running.
+    /// One token for each of `seqs` (their blocks are ready); sampling spread over the cores.
+    fn decode_step(
+        &mut self,
+        mut seqs: Vec<Sequence>,
+        version: u64,
+        finished: &mut Vec<Completion>,
+    ) -> Result<()> {
+        let block_size = self.scheduler.blocks().block_size();
+        let mut inputs = StepInputs::default();
+        for s in &seqs {
+            let pos = s.num_computed;
+            inputs.push_sequence(&s.tokens, &s.block_table, pos..pos + 1, block_size, true);
+        }
+        self.stats.decode_tokens += inputs.ids.len() as u64;
+        let logits = self.forward(&inputs)?;
+        // Sampling is per-sequence work over the whole vocabulary: spread it over the cores.
+        let sampling_started = Instant::now();
+        let requests = &self.requests;
+        let choices: Vec<TokenChoice> = seqs
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .map(|(s, row)| sample(row, &requests[s.request].params, &mut s.rng))
+            .collect();
+        self.stats.sample_s += sampling_started.elapsed().as_secs_f64();
+        for (mut seq, choice) in seqs.into_iter().zip(choices) {
+            seq.num_computed += 1;
+            self.push_choice(seq, choice, version, finished)?;
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, inputs: &StepInputs) -> Result<Vec<Vec<f32>>> {
+        let started = Instant::now();
+        let logits = self.runner.forward(inputs);
+        self.stats.forward_s += started.elapsed().as_secs_f64();
+        logits
+    }
+
+    /// Sample the next token of `seq` from `row`; finish it or keep it running.
     fn push_token(
         &mut self,
-        mut s: Sequence,
+        mut seq: Sequence,
         row: &[f32],
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
-        let c = sample(row, &self.requests[s.request].params, &mut s.rng);
-        self.push_choice(s, c, version, finished)
+        let choice = sample(row, &self.requests[seq.request].params, &mut seq.rng);
+        self.push_choice(seq, choice, version, finished)
     }
 
     fn push_choice(
         &mut self,
-        mut s: Sequence,
-        c: TokenChoice,
+        mut seq: Sequence,
+        choice: TokenChoice,
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
-        let params = &self.requests[s.request].params;
-        s.tokens.push(c.token);
-        s.sampling_logprobs.push(c.sampling_logprob);
-        s.logprobs.push(c.raw_logprob);
-        s.entropies.push(c.entropy);
-        s.versions.push(version);
+        seq.record(&choice, version);
         self.stats.generated_tokens += 1;
         if let Some(f) = self.on_token.as_mut() {
-            f(s.request, s.sample, c.token);
+            f(seq.request, seq.sample, choice.token);
         }
-        let reason = if !params.ignore_eos && params.stop_token_ids.contains(&c.token) {
+        match self.finish_reason(&seq, choice.token) {
+            Some(reason) => finished.push(self.finish(seq, reason)?),
+            None => self.scheduler.run(seq),
+        }
+        Ok(())
+    }
+
+    fn finish_reason(&self, seq: &Sequence, token: u32) -> Option<FinishReason> {
+        let params = &self.requests[seq.request].params;
+        if !params.ignore_eos && params.stop_token_ids.contains(&token) {
             Some(FinishReason::Eos)
-        } else if !params.stop_strings.is_empty() && self.stop_string_hit(&s).is_some() {
+        } else if !params.stop_strings.is_empty() && self.stop_string_hit(seq).is_some() {
             Some(FinishReason::Stop)
-        } else if s.generated().len() >= params.max_new_tokens {
+        } else if seq.generated().len() >= params.max_new_tokens {
             Some(FinishReason::Length)
         } else {
             None
-        };
-        match reason {
-            Some(r) => finished.push(self.finish(s, r)?),
-            None => self.running.push(s),
         }
-        Ok(())
     }
 
     fn text_of(&self, ids: &[u32]) -> Result<String> {
@@ -588,174 +452,64 @@ impl Engine {
     }
 
     /// Byte offset of the first stop string in the generated text, if any.
-    fn stop_string_hit(&self, s: &Sequence) -> Option<usize> {
-        let text = self.text_of(s.generated()).ok()?;
-        self.requests[s.request]
+    fn stop_string_hit(&self, seq: &Sequence) -> Option<usize> {
+        let text = self.text_of(seq.generated()).ok()?;
+        self.requests[seq.request]
             .params
             .stop_strings
             .iter()
-            .filter(|st| !st.is_empty())
-            .filter_map(|st| text.find(st.as_str()))
+            .filter(|stop| !stop.is_empty())
+            .filter_map(|stop| text.find(stop.as_str()))
             .min()
     }
 
-    fn finish(&mut self, s: Sequence, reason: FinishReason) -> Result<Completion> {
-        self.blocks.release_all(&s.block_table);
-        let mut text = self.text_of(s.generated())?;
+    fn finish(&mut self, seq: Sequence, reason: FinishReason) -> Result<Completion> {
+        self.scheduler.free(&seq);
+        let mut text = self.text_of(seq.generated())?;
         if reason == FinishReason::Stop {
-            if let Some(cut) = self.stop_string_hit(&s) {
+            if let Some(cut) = self.stop_string_hit(&seq) {
                 text.truncate(cut);
             }
         }
-        Ok(Completion {
-            request_index: s.request,
-            sample_index: s.sample,
-            prompt_token_ids: s.tokens[..s.prompt_len].to_vec(),
-            token_ids: s.tokens[s.prompt_len..].to_vec(),
-            sampling_logprobs: s.sampling_logprobs,
-            logprobs: s.logprobs,
-            entropies: s.entropies,
-            policy_versions: s.versions,
-            text,
-            finish_reason: reason,
-            preempted: s.preempted,
-        })
-    }
-
-    fn needs_block(&self, s: &Sequence) -> bool {
-        let bi = s.num_computed / self.blocks.block_size();
-        bi == s.block_table.len() || self.blocks.is_shared(s.block_table[bi])
-    }
-
-    /// One token for every running sample; preempt the newest samples if blocks run out.
-    fn decode_step(&mut self, version: u64, finished: &mut Vec<Completion>) -> Result<()> {
-        loop {
-            let needed = self.running.iter().filter(|s| self.needs_block(s)).count();
-            if needed <= self.blocks.num_free() {
-                break;
-            }
-            let mut victim = self.running.pop().expect("needed > 0 implies running");
-            self.blocks.release_all(&victim.block_table);
-            victim.block_table.clear();
-            victim.num_computed = 0;
-            victim.preempted = true;
-            self.stats.preemptions += 1;
-            self.waiting.push_front(Pending::Resume(victim));
-        }
-        let bs = self.blocks.block_size();
-        let mut layout = StepLayout::default();
-        let mut ids = Vec::with_capacity(self.running.len());
-        let mut running = std::mem::take(&mut self.running);
-        for (si, s) in running.iter_mut().enumerate() {
-            let pos = s.num_computed;
-            let bi = pos / bs;
-            if bi == s.block_table.len() {
-                let b = self.blocks.allocate().expect("counted above");
-                s.block_table.push(b);
-            } else if self.blocks.is_shared(s.block_table[bi]) {
-                let b = self.blocks.allocate().expect("counted above");
-                self.kv
-                    .copy_block(s.block_table[bi], b)
-                    .ctx("copy-on-write")?;
-                self.blocks.release(s.block_table[bi]);
-                s.block_table[bi] = b;
-            }
-            layout.tokens.push(TokenSlot {
-                seq: si as u32,
-                pos: pos as u32,
-                slot: (s.block_table[bi] as usize * bs + pos % bs) as u32,
-            });
-            layout.block_tables.push(s.block_table.clone());
-            ids.push(s.tokens[pos]);
-        }
-        self.stats.peak_kv_blocks = self.stats.peak_kv_blocks.max(self.blocks.peak_used());
-        self.stats.decode_tokens += ids.len() as u64;
-        let rows: Vec<usize> = (0..ids.len()).collect();
-        let logits = self.forward(&ids, &layout, &rows)?;
-        // Sampling is per-sequence work over the whole vocabulary: spread it over the cores.
-        let t_sample = Instant::now();
-        let requests = &self.requests;
-        let choices: Vec<TokenChoice> = running
-            .par_iter_mut()
-            .zip(logits.par_iter())
-            .map(|(s, row)| sample(row, &requests[s.request].params, &mut s.rng))
-            .collect();
-        self.stats.sample_s += t_sample.elapsed().as_secs_f64();
-        for (mut s, c) in running.into_iter().zip(choices) {
-            s.num_computed += 1;
-            self.push_choice(s, c, version, finished)?;
-        }
-        Ok(())
-    }
-
-    /// Packed forward of `ids` laid out by `layout`; logits of the rows in `sample_rows`.
-    fn forward(
-        &mut self,
-        ids: &[u32],
-        layout: &StepLayout,
-        sample_rows: &[usize],
-    ) -> Result<Vec<Vec<f32>>> {
-        let t_fwd = Instant::now();
-        let dev: Device = self.model.device().clone();
-        let t = ids.len();
-        let input = Tensor::from_slice(ids, (1, t), &dev).ctx("input ids")?;
-        let pos: Vec<u32> = layout.tokens.iter().map(|s| s.pos).collect();
-        let pos = Tensor::from_vec(pos, (1, t), &dev).ctx("positions")?;
-        let mut attn = self.kv.attention(layout);
-        let hidden = self
-            .model
-            .hidden(
-                Batch::injected(&input, &pos, attn.as_mut()),
-                Forward::INFERENCE,
-            )?
-            .states;
-        drop(attn);
-        if sample_rows.is_empty() {
-            // A prefill chunk that completes no prompt: only its KV writes matter (and a
-            // zero-row index_select is an invalid launch on CUDA).
-            self.stats.forward_s += t_fwd.elapsed().as_secs_f64();
-            return Ok(vec![]);
-        }
-        let idx: Vec<u32> = sample_rows.iter().map(|&r| r as u32).collect();
-        let idx = Tensor::from_vec(idx, sample_rows.len(), &dev).ctx("row index")?;
-        let picked = hidden
-            .squeeze(0)
-            .and_then(|h| h.index_select(&idx, 0))
-            .and_then(|h| h.unsqueeze(0))
-            .ctx("select rows")?;
-        let logits = self
-            .model
-            .logits_native(&picked)?
-            .squeeze(0)
-            .ctx("logits")?;
-        let rows = logits_to_host(&logits);
-        self.stats.forward_s += t_fwd.elapsed().as_secs_f64();
-        rows
+        Ok(seq.into_completion(text, reason))
     }
 }
 
-/// `[n, vocab]` logits as f32 rows on the host. Half-precision logits cross in their own dtype
-/// (half the bytes of f32) and are widened here, which is exact.
-fn logits_to_host(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    fn widen<T: candle_core::WithDType>(
-        t: &Tensor,
-        v: usize,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let flat = t.flatten_all()?.to_vec1::<T>()?;
-        Ok(flat
-            .par_chunks(v)
-            .map(|r| r.iter().map(|x| x.to_f64() as f32).collect())
-            .collect())
+/// The CUDA KV pool for `cfg`: `num_blocks`, else as many blocks as the memory budget
+/// (`gpu_memory_fraction`, else `kv_cache_bytes`) holds; at least one.
+#[cfg(feature = "cuda")]
+fn cuda_kv_cache(model: &Model, cfg: &EngineConfig) -> Result<Box<dyn KvBackend>> {
+    use crate::cuda_backend::CudaKvCache;
+    use crate::error::Ctx;
+    let (dtype, device) = (model.dtype(), model.device());
+    let per_block = CudaKvCache::bytes_per_block(&model.config, cfg.block_size, dtype);
+    let budget = match cfg.gpu_memory_fraction {
+        Some(fraction) => kv_budget_from_fraction(fraction, device)?,
+        None => cfg.kv_cache_bytes,
+    };
+    let num_blocks = cfg.num_blocks.unwrap_or(budget / per_block).max(1);
+    let kv = CudaKvCache::new(&model.config, num_blocks, cfg.block_size, dtype, device)
+        .ctx("allocating the CUDA KV cache")?;
+    Ok(Box::new(kv))
+}
+
+/// KV budget in bytes for [`EngineConfig::gpu_memory_fraction`] on `device` (CUDA).
+#[cfg(feature = "cuda")]
+fn kv_budget_from_fraction(fraction: f64, device: &candle_core::Device) -> Result<usize> {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(RuntimeError::BadRequest {
+            index: 0,
+            msg: format!("gpu_memory_fraction must be in (0, 1], got {fraction}"),
+        });
     }
-    let (_, v) = logits.dims2().ctx("logits shape")?;
-    let v = v.max(1);
-    match logits.dtype() {
-        DType::BF16 => widen::<half::bf16>(logits, v),
-        DType::F16 => widen::<half::f16>(logits, v),
-        DType::F32 => widen::<f32>(logits, v),
-        _ => logits
-            .to_dtype(DType::F32)
-            .and_then(|l| widen::<f32>(&l, v)),
-    }
-    .ctx("logits to host")
+    let (free, total) = rlvr_models::device_mem::cuda_free_total(device).ok_or(
+        RuntimeError::Internal("no memory information from the CUDA device"),
+    )?;
+    rlvr_models::device_mem::budget_from_fraction(fraction, free, total)
+        .map(|b| b as usize)
+        .ok_or(RuntimeError::NoKvMemory {
+            fraction,
+            used_mib: (total - free) >> 20,
+            total_mib: total >> 20,
+        })
 }

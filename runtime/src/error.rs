@@ -1,3 +1,6 @@
+//! The runtime's error type: bad requests, a KV pool too small, tensor-op failures with the
+//! place they happened. Knows nothing of how callers report them.
+
 use rlvr_models::ModelError;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,14 @@
 //! rlvr-runtime: the paged-attention generation engine of rlvr.
 //!
-//! - [`block_manager`]: fixed-size KV blocks with reference counts (group prompt sharing).
+//! - [`sequence`]: requests, one sample's running state, completions.
+//! - [`block_manager`]: fixed-size KV blocks with reference counts (group prompt sharing) and the
+//!   position → cache slot arithmetic.
+//! - `scheduler`: admission, chunked prefill, copy-on-write and preemption → a step plan.
+//! - `runner`: packs a step into one row, runs the model over the KV backend, returns logits.
 //! - [`paged_attention`]: the KV backend trait and the CPU backend (attention over block tables).
 //! - [`sampler`]: temperature / top-k / top-p / min-p with per-request seeds; raw log-probs and
 //!   entropies.
-//! - [`engine`]: continuous batching, group prefill + fork, copy-on-write, preemption.
+//! - [`engine`]: the public API and the schedule → run → sample loop (continuous batching).
 //! - [`naive`]: a full-recompute reference generator (tests and the no-cache baseline).
 
 pub mod block_manager;
@@ -15,7 +19,9 @@ pub mod error;
 pub mod naive;
 pub mod paged_attention;
 pub mod rng;
+mod runner;
 pub mod sampler;
+mod scheduler;
 pub mod sequence;
 
 pub use engine::{Engine, EngineConfig, EngineStats};

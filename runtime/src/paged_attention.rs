@@ -3,16 +3,21 @@
 //! One forward pass handles a packed batch: all scheduled tokens of all sequences in one row
 //! (`[1, T]`), prefill chunks and decode tokens alike. Each token knows its sequence, position and
 //! cache slot; it attends to positions `0..=pos` of its own sequence through the block table.
+//!
+//! Owns the [`KvBackend`] contract and the host-memory KV storage; knows nothing of requests,
+//! scheduling or which blocks are free (the engine's layout says where each token goes).
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use rlvr_models::{Attention, ModelConfig};
 
+use crate::block_manager::cache_slot;
+
 /// Where one scheduled token lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSlot {
-    /// Index into [`StepLayout::block_tables`].
-    pub seq: u32,
+    /// Its sequence: an index into [`StepLayout::block_tables`].
+    pub seq_index: u32,
     /// Position in its sequence (RoPE position and causal limit).
     pub pos: u32,
     /// Cache slot: block id × block size + offset.
@@ -24,6 +29,22 @@ pub struct TokenSlot {
 pub struct StepLayout {
     pub tokens: Vec<TokenSlot>,
     pub block_tables: Vec<Vec<u32>>,
+}
+
+impl StepLayout {
+    /// `(num_tokens, n_heads, head_dim)` of `q`, which must be the packed `[1, T, n_heads,
+    /// head_dim]` queries of this step.
+    pub fn packed_dims(&self, q: &Tensor) -> candle_core::Result<(usize, usize, usize)> {
+        let (batch, num_tokens, n_heads, head_dim) = q.dims4()?;
+        if batch != 1 || num_tokens != self.tokens.len() {
+            candle_core::bail!(
+                "paged attention expects a packed [1, {}] batch, got q {:?}",
+                self.tokens.len(),
+                q.dims()
+            );
+        }
+        Ok((num_tokens, n_heads, head_dim))
+    }
 }
 
 /// A KV cache backend: owns the block pool's storage and produces the attention of a step.
@@ -68,6 +89,19 @@ impl CpuKvCache {
     }
 }
 
+impl CpuKvCache {
+    /// Store the step's keys and values `[T, n_kv × head_dim]` at their tokens' slots.
+    fn write(&mut self, layer: usize, layout: &StepLayout, k: &[f32], v: &[f32]) {
+        let row = self.n_kv * self.head_dim;
+        let (k_cache, v_cache) = (&mut self.k[layer], &mut self.v[layer]);
+        for (i, token) in layout.tokens.iter().enumerate() {
+            let dst = token.slot as usize * row;
+            k_cache[dst..dst + row].copy_from_slice(&k[i * row..(i + 1) * row]);
+            v_cache[dst..dst + row].copy_from_slice(&v[i * row..(i + 1) * row]);
+        }
+    }
+}
+
 impl KvBackend for CpuKvCache {
     fn num_blocks(&self) -> usize {
         self.num_blocks
@@ -78,10 +112,10 @@ impl KvBackend for CpuKvCache {
     }
 
     fn copy_block(&mut self, src: u32, dst: u32) -> candle_core::Result<()> {
-        let n = self.block_size * self.n_kv * self.head_dim;
-        let (s, d) = (src as usize * n, dst as usize * n);
+        let block = self.block_size * self.n_kv * self.head_dim;
+        let (src, dst) = (src as usize * block, dst as usize * block);
         for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
-            layer.copy_within(s..s + n, d);
+            layer.copy_within(src..src + block, dst);
         }
         Ok(())
     }
@@ -121,54 +155,71 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Head counts and size of the attention.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    n_heads: usize,
+    n_kv: usize,
+    head_dim: usize,
+}
+
 /// Attention of one token over its sequence's cached keys and values.
-/// `q`: `[nh, d]`; `out`: `[nh, d]` (zeroed); `slots`: cache rows of positions `0..=pos`.
+/// `q`: `[n_heads, head_dim]`; `out`: `[n_heads, head_dim]` (zeroed); `slots`: cache rows of
+/// positions `0..=pos`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn token_attention(
     q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
     slots: &[usize],
-    nh: usize,
-    nkv: usize,
-    d: usize,
+    heads: Heads,
     out: &mut [f32],
 ) {
-    let group = nh / nkv;
-    let row = nkv * d;
-    let scale = 1.0 / (d as f32).sqrt();
-    let n = slots.len();
-    let mut scores = vec![0f32; group * n];
-    for kvh in 0..nkv {
-        for (j, &s) in slots.iter().enumerate() {
-            let kj = &kc[s * row + kvh * d..s * row + (kvh + 1) * d];
-            for g in 0..group {
-                let h = kvh * group + g;
-                let qh = &q[h * d..(h + 1) * d];
-                scores[g * n + j] = dot(qh, kj) * scale;
+    let Heads {
+        n_heads,
+        n_kv,
+        head_dim,
+    } = heads;
+    let group = n_heads / n_kv;
+    let row = n_kv * head_dim;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let n_keys = slots.len();
+    let mut scores = vec![0f32; group * n_keys];
+    for kv_head in 0..n_kv {
+        for (key, &slot) in slots.iter().enumerate() {
+            let base = slot * row + kv_head * head_dim;
+            let k = &k_cache[base..base + head_dim];
+            for member in 0..group {
+                let head = kv_head * group + member;
+                let q_head = &q[head * head_dim..(head + 1) * head_dim];
+                scores[member * n_keys + key] = dot(q_head, k) * scale;
             }
         }
-        for g in 0..group {
-            let sc = &mut scores[g * n..(g + 1) * n];
-            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for member_scores in scores.chunks_exact_mut(n_keys) {
+            let max = member_scores
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             let mut sum = 0f32;
-            for x in sc.iter_mut() {
+            for x in member_scores.iter_mut() {
                 *x = (*x - max).exp();
                 sum += *x;
             }
             let inv = 1.0 / sum;
-            for x in sc.iter_mut() {
+            for x in member_scores.iter_mut() {
                 *x *= inv;
             }
         }
-        for (j, &s) in slots.iter().enumerate() {
-            let vj = &vc[s * row + kvh * d..s * row + (kvh + 1) * d];
-            for g in 0..group {
-                let h = kvh * group + g;
-                let w = scores[g * n + j];
-                for (o, &v) in out[h * d..(h + 1) * d].iter_mut().zip(vj) {
-                    *o += w * v;
+        for (key, &slot) in slots.iter().enumerate() {
+            let base = slot * row + kv_head * head_dim;
+            let v = &v_cache[base..base + head_dim];
+            for member in 0..group {
+                let head = kv_head * group + member;
+                let weight = scores[member * n_keys + key];
+                for (o, &x) in out[head * head_dim..(head + 1) * head_dim]
+                    .iter_mut()
+                    .zip(v)
+                {
+                    *o += weight * x;
                 }
             }
         }
@@ -177,30 +228,24 @@ fn token_attention(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn token_attention_avx2(
     q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
     slots: &[usize],
-    nh: usize,
-    nkv: usize,
-    d: usize,
+    heads: Heads,
     out: &mut [f32],
 ) {
-    token_attention(q, kc, vc, slots, nh, nkv, d, out)
+    token_attention(q, k_cache, v_cache, slots, heads, out)
 }
 
 /// Dispatch to an AVX2/FMA build of the same code when the CPU has it.
-#[allow(clippy::too_many_arguments)]
 fn token_attention_dispatch(
     q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
     slots: &[usize],
-    nh: usize,
-    nkv: usize,
-    d: usize,
+    heads: Heads,
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -208,11 +253,11 @@ fn token_attention_dispatch(
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features the function was compiled for.
-            unsafe { token_attention_avx2(q, kc, vc, slots, nh, nkv, d, out) };
+            unsafe { token_attention_avx2(q, k_cache, v_cache, slots, heads, out) };
             return;
         }
     }
-    token_attention(q, kc, vc, slots, nh, nkv, d, out)
+    token_attention(q, k_cache, v_cache, slots, heads, out)
 }
 
 impl Attention for CpuPagedAttention<'_> {
@@ -223,48 +268,30 @@ impl Attention for CpuPagedAttention<'_> {
         k: &Tensor,
         v: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let (b, t, nh, d) = q.dims4()?;
-        if b != 1 || t != self.layout.tokens.len() {
-            candle_core::bail!(
-                "paged attention expects a packed [1, {}] batch, got q {:?}",
-                self.layout.tokens.len(),
-                q.dims()
-            );
-        }
-        let nkv = self.cache.n_kv;
-        let bs = self.cache.block_size;
-        let row = nkv * d;
-        let (qv, kv, vv) = (flat_f32(q)?, flat_f32(k)?, flat_f32(v)?);
+        let (num_tokens, n_heads, head_dim) = self.layout.packed_dims(q)?;
+        let heads = Heads {
+            n_heads,
+            n_kv: self.cache.n_kv,
+            head_dim,
+        };
+        let q_dtype = q.dtype();
+        let (q, k, v) = (flat_f32(q)?, flat_f32(k)?, flat_f32(v)?);
         // Write this step's keys and values first, so tokens of a chunk see each other.
-        {
-            let (kc, vc) = (&mut self.cache.k[layer], &mut self.cache.v[layer]);
-            for (i, tok) in self.layout.tokens.iter().enumerate() {
-                let dst = tok.slot as usize * row;
-                kc[dst..dst + row].copy_from_slice(&kv[i * row..(i + 1) * row]);
-                vc[dst..dst + row].copy_from_slice(&vv[i * row..(i + 1) * row]);
-            }
-        }
-        let kc = &self.cache.k[layer];
-        let vc = &self.cache.v[layer];
-        let layout = self.layout;
-        let mut out = vec![0f32; t * nh * d];
-        out.par_chunks_mut(nh * d).enumerate().for_each(|(i, o)| {
-            let tok = layout.tokens[i];
-            let bt = &layout.block_tables[tok.seq as usize];
-            let slots: Vec<usize> = (0..=tok.pos as usize)
-                .map(|j| bt[j / bs] as usize * bs + j % bs)
+        self.cache.write(layer, self.layout, &k, &v);
+        let (k_cache, v_cache) = (&self.cache.k[layer], &self.cache.v[layer]);
+        let (layout, block_size) = (self.layout, self.cache.block_size);
+        let q_row = n_heads * head_dim;
+        let mut out = vec![0f32; num_tokens * q_row];
+        out.par_chunks_mut(q_row).enumerate().for_each(|(i, o)| {
+            let token = layout.tokens[i];
+            let table = &layout.block_tables[token.seq_index as usize];
+            let slots: Vec<usize> = (0..=token.pos as usize)
+                .map(|pos| cache_slot(table, block_size, pos))
                 .collect();
-            token_attention_dispatch(
-                &qv[i * nh * d..(i + 1) * nh * d],
-                kc,
-                vc,
-                &slots,
-                nh,
-                nkv,
-                d,
-                o,
-            );
+            let q_token = &q[i * q_row..(i + 1) * q_row];
+            token_attention_dispatch(q_token, k_cache, v_cache, &slots, heads, o);
         });
-        Tensor::from_vec(out, (1, t, nh, d), &Device::Cpu)?.to_dtype(q.dtype())
+        let shape = (1, num_tokens, n_heads, head_dim);
+        Tensor::from_vec(out, shape, &Device::Cpu)?.to_dtype(q_dtype)
     }
 }

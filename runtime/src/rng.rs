@@ -1,5 +1,5 @@
 //! A small counter-free RNG with an explicit u64 state: each sequence owns one, so seeded sampling
-//! does not depend on what else is in the batch.
+//! does not depend on what else is in the batch. Knows nothing of what the numbers are for.
 
 use rlvr_models::rng::SplitMix64;
 

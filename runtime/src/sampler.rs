@@ -1,5 +1,8 @@
 //! Turning one row of logits into a token: raw (T = 1) log-prob and entropy of the model's
 //! distribution, and the log-prob under the sampling distribution actually used.
+//!
+//! Owns the sampling parameters and the choice of one token from one row; knows nothing of
+//! sequences, batching or the model (the caller brings each sequence's RNG).
 
 use serde::{Deserialize, Serialize};
 
@@ -92,11 +95,6 @@ fn logsumexp(x: &[f32], scale: f64) -> f64 {
     max + sum.ln()
 }
 
-/// Raw log-prob of `token` and entropy at T = 1.
-pub fn raw_stats(logits: &[f32], token: u32) -> (f32, f32) {
-    rlvr_models::rowstats::logprob_entropy(logits, token)
-}
-
 fn argmax(x: &[f32]) -> u32 {
     let mut best = 0usize;
     for (i, &v) in x.iter().enumerate() {
@@ -108,11 +106,11 @@ fn argmax(x: &[f32]) -> u32 {
 }
 
 /// Choose the next token from one row of logits.
-pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoice {
-    let mut e = Vec::new();
-    let (lse, entropy) = rlvr_models::rowstats::lse_entropy(logits, Some(&mut e));
-    let raw = |t: u32| (logits[t as usize] as f64 - lse) as f32;
-    if p.temperature == 0.0 {
+pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SeqRng) -> TokenChoice {
+    let mut exps = Vec::new();
+    let (lse, entropy) = rlvr_models::rowstats::lse_entropy(logits, Some(&mut exps));
+    let raw = |token: u32| (logits[token as usize] as f64 - lse) as f32;
+    if params.temperature == 0.0 {
         let token = argmax(logits);
         return TokenChoice {
             token,
@@ -121,40 +119,16 @@ pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoi
             entropy: entropy as f32,
         };
     }
-    let u = rng.uniform();
-    let (token, sampling_logprob) = if p.truncates() {
-        truncated_sample(logits, p, 1.0 / p.temperature as f64, u)
-    } else if p.temperature == 1.0 {
+    let uniform = rng.uniform();
+    let inv_temperature = 1.0 / params.temperature as f64;
+    let (token, sampling_logprob) = if params.truncates() {
+        truncated_sample(logits, params, inv_temperature, uniform)
+    } else if params.temperature == 1.0 {
         // The sampling distribution is the model's: reuse the exponentials.
-        let z: f64 = e.iter().map(|&x| x as f64).sum();
-        let target = u * z;
-        let mut acc = 0.0f64;
-        let mut chosen = logits.len() - 1;
-        for (i, &x) in e.iter().enumerate() {
-            acc += x as f64;
-            if target < acc {
-                chosen = i;
-                break;
-            }
-        }
-        (chosen as u32, raw(chosen as u32))
+        let token = inverse_cdf_of_weights(&exps, uniform);
+        (token, raw(token))
     } else {
-        // Inverse-CDF over the full tempered distribution.
-        let inv_t = 1.0 / p.temperature as f64;
-        let lse_t = logsumexp(logits, inv_t);
-        let mut acc = 0.0f64;
-        let mut chosen = logits.len() - 1;
-        for (i, &v) in logits.iter().enumerate() {
-            acc += (v as f64 * inv_t - lse_t).exp();
-            if u < acc {
-                chosen = i;
-                break;
-            }
-        }
-        (
-            chosen as u32,
-            (logits[chosen] as f64 * inv_t - lse_t) as f32,
-        )
+        tempered_sample(logits, inv_temperature, uniform)
     };
     TokenChoice {
         token,
@@ -164,49 +138,95 @@ pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut SeqRng) -> TokenChoi
     }
 }
 
-/// temperature → top-k → top-p → min-p, then sample from the renormalised survivors.
-fn truncated_sample(logits: &[f32], p: &SamplingParams, inv_t: f64, u: f64) -> (u32, f32) {
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let key = |i: &u32| logits[*i as usize];
-    if p.top_k > 0 && p.top_k < idx.len() {
-        idx.select_nth_unstable_by(p.top_k - 1, |a, b| key(b).total_cmp(&key(a)));
-        idx.truncate(p.top_k);
+/// The token whose cumulative share of the unnormalised `weights` first exceeds `uniform`.
+fn inverse_cdf_of_weights(weights: &[f32], uniform: f64) -> u32 {
+    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let target = uniform * total;
+    let mut acc = 0.0f64;
+    let mut chosen = weights.len() - 1;
+    for (token, &w) in weights.iter().enumerate() {
+        acc += w as f64;
+        if target < acc {
+            chosen = token;
+            break;
+        }
     }
-    idx.sort_unstable_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
-    let scaled: Vec<f64> = idx
+    chosen as u32
+}
+
+/// Inverse-CDF over the full tempered distribution; the token and its tempered log-prob.
+fn tempered_sample(logits: &[f32], inv_temperature: f64, uniform: f64) -> (u32, f32) {
+    let lse_t = logsumexp(logits, inv_temperature);
+    let mut acc = 0.0f64;
+    let mut chosen = logits.len() - 1;
+    for (token, &logit) in logits.iter().enumerate() {
+        acc += (logit as f64 * inv_temperature - lse_t).exp();
+        if uniform < acc {
+            chosen = token;
+            break;
+        }
+    }
+    (
+        chosen as u32,
+        (logits[chosen] as f64 * inv_temperature - lse_t) as f32,
+    )
+}
+
+/// temperature → top-k → top-p → min-p, then sample from the renormalised survivors.
+fn truncated_sample(
+    logits: &[f32],
+    params: &SamplingParams,
+    inv_temperature: f64,
+    uniform: f64,
+) -> (u32, f32) {
+    let mut candidates: Vec<u32> = (0..logits.len() as u32).collect();
+    let logit_of = |token: &u32| logits[*token as usize];
+    let top_k = params.top_k;
+    if top_k > 0 && top_k < candidates.len() {
+        candidates.select_nth_unstable_by(top_k - 1, |a, b| logit_of(b).total_cmp(&logit_of(a)));
+        candidates.truncate(top_k);
+    }
+    candidates.sort_unstable_by(|a, b| logit_of(b).total_cmp(&logit_of(a)).then(a.cmp(b)));
+    let scaled: Vec<f64> = candidates
         .iter()
-        .map(|&i| logits[i as usize] as f64 * inv_t)
+        .map(|&token| logits[token as usize] as f64 * inv_temperature)
         .collect();
     let max = scaled[0];
     let mut probs: Vec<f64> = scaled.iter().map(|s| (s - max).exp()).collect();
-    let z: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|x| *x /= z);
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|x| *x /= total);
     let mut keep = probs.len();
-    if p.top_p < 1.0 {
+    if params.top_p < 1.0 {
         let mut acc = 0.0;
-        for (n, &q) in probs.iter().enumerate() {
-            acc += q;
-            if acc >= p.top_p as f64 {
-                keep = n + 1;
+        for (rank, &prob) in probs.iter().enumerate() {
+            acc += prob;
+            if acc >= params.top_p as f64 {
+                keep = rank + 1;
                 break;
             }
         }
     }
-    if p.min_p > 0.0 {
-        let floor = p.min_p as f64 * probs[0];
-        keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+    if params.min_p > 0.0 {
+        let floor = params.min_p as f64 * probs[0];
+        keep = keep.min(
+            probs
+                .iter()
+                .take_while(|&&prob| prob >= floor)
+                .count()
+                .max(1),
+        );
     }
-    let z: f64 = probs[..keep].iter().sum();
+    let kept_total: f64 = probs[..keep].iter().sum();
     let mut acc = 0.0;
     let mut chosen = keep - 1;
-    for (n, &q) in probs[..keep].iter().enumerate() {
-        acc += q / z;
-        if u < acc {
-            chosen = n;
+    for (rank, &prob) in probs[..keep].iter().enumerate() {
+        acc += prob / kept_total;
+        if uniform < acc {
+            chosen = rank;
             break;
         }
     }
-    (idx[chosen], (probs[chosen] / z).ln() as f32)
+    (candidates[chosen], (probs[chosen] / kept_total).ln() as f32)
 }
 
 #[cfg(test)]
@@ -216,7 +236,9 @@ mod tests {
     #[test]
     fn raw_stats_match_definition() {
         let logits = [1.0f32, 2.0, 3.0, 0.5];
-        let (lp, h) = raw_stats(&logits, 2);
+        let greedy = sample(&logits, &SamplingParams::greedy(1), &mut SeqRng::new(0, 0));
+        assert_eq!(greedy.token, 2);
+        let (lp, h) = (greedy.raw_logprob, greedy.entropy);
         let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
         let p: Vec<f64> = logits.iter().map(|&x| (x as f64).exp() / z).collect();
         assert!((lp as f64 - p[2].ln()).abs() < 1e-6);

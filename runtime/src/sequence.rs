@@ -1,9 +1,12 @@
-//! One request's state, and what comes out of it.
+//! One request, one sample's state while it runs, and the completion that comes out of it.
+//!
+//! Owns the per-sample record (tokens, log-probs, entropies, policy versions); knows nothing of
+//! scheduling, KV blocks beyond holding its own block table, or the model.
 
 use serde::{Deserialize, Serialize};
 
 use crate::rng::SeqRng;
-use crate::sampler::SamplingParams;
+use crate::sampler::{SamplingParams, TokenChoice};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -57,6 +60,23 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// A completion with no tokens yet (finish reason `Length`).
+    pub fn empty(request_index: usize, sample_index: usize, prompt: &[u32]) -> Self {
+        Self {
+            request_index,
+            sample_index,
+            prompt_token_ids: prompt.to_vec(),
+            token_ids: vec![],
+            sampling_logprobs: vec![],
+            logprobs: vec![],
+            entropies: vec![],
+            policy_versions: vec![],
+            text: String::new(),
+            finish_reason: FinishReason::Length,
+            preempted: false,
+        }
+    }
+
     pub fn prompt_tokens(&self) -> usize {
         self.prompt_token_ids.len()
     }
@@ -85,7 +105,57 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
+    /// Sample `sample` of a group whose prompt is prefilled into `block_table`.
+    pub fn forked(
+        request: usize,
+        sample: usize,
+        prompt: &[u32],
+        block_table: Vec<u32>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            request,
+            sample,
+            tokens: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            block_table,
+            num_computed: prompt.len(),
+            rng: SeqRng::new(seed, sample as u64),
+            sampling_logprobs: vec![],
+            logprobs: vec![],
+            entropies: vec![],
+            versions: vec![],
+            preempted: false,
+        }
+    }
+
     pub fn generated(&self) -> &[u32] {
         &self.tokens[self.prompt_len..]
+    }
+
+    /// Append a sampled token and its scores, produced by weights of policy `version`.
+    pub fn record(&mut self, choice: &TokenChoice, version: u64) {
+        self.tokens.push(choice.token);
+        self.sampling_logprobs.push(choice.sampling_logprob);
+        self.logprobs.push(choice.raw_logprob);
+        self.entropies.push(choice.entropy);
+        self.versions.push(version);
+    }
+
+    /// The finished sample, with its decoded `text`.
+    pub fn into_completion(self, text: String, finish_reason: FinishReason) -> Completion {
+        Completion {
+            request_index: self.request,
+            sample_index: self.sample,
+            prompt_token_ids: self.tokens[..self.prompt_len].to_vec(),
+            token_ids: self.tokens[self.prompt_len..].to_vec(),
+            sampling_logprobs: self.sampling_logprobs,
+            logprobs: self.logprobs,
+            entropies: self.entropies,
+            policy_versions: self.versions,
+            text,
+            finish_reason,
+            preempted: self.preempted,
+        }
     }
 }

@@ -17,6 +17,9 @@ use rlvr_runtime::cuda_backend::CudaKvCache;
 use rlvr_runtime::paged_attention::{KvBackend, StepLayout, TokenSlot};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 
+mod common;
+use common::{drive, engine_config, max_abs, prompt, prompts, score_completion};
+
 fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {
         Ok(d) => Some(d),
@@ -48,103 +51,8 @@ fn models(cfg: &ModelConfig, dtype: DType, dev: &Device) -> (Arc<Model>, Arc<Mod
     (Arc::new(cpu), Arc::new(gpu))
 }
 
-fn prompt(len: usize, salt: u32) -> Vec<u32> {
-    (0..len as u32)
-        .map(|i| 3 + (i * 7 + salt * 13) % 90)
-        .collect()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-/// Drive the backend by hand (as runtime/tests/engine.rs does for the CPU one): a packed
-/// prefill of a prefix of each sequence, then one token per sequence per step, on interleaved,
-/// non-contiguous block ids. Returns the worst |Δlogit| against `full` ([seq, pos, vocab]) and
-/// the largest |logit| of `full`.
-fn drive(model: &Model, kv: &mut CudaKvCache, full: &Tensor, seqs: &[Vec<u32>]) -> (f32, f32) {
-    let bs = kv.block_size();
-    let nb = kv.num_blocks() as u32;
-    let prefill: Vec<usize> = vec![3, 9, 1, 12, 40];
-    let mut next = nb - 1;
-    let tables: Vec<Vec<u32>> = seqs
-        .iter()
-        .map(|s| {
-            (0..s.len().div_ceil(bs))
-                .map(|_| {
-                    let b = next;
-                    next = next.wrapping_sub(3) % nb;
-                    b
-                })
-                .collect()
-        })
-        .collect();
-    let dev = model.device().clone();
-    let mut worst = 0f32;
-    let mut run = |positions: Vec<(usize, usize)>, kv: &mut CudaKvCache| {
-        let layout = StepLayout {
-            tokens: positions
-                .iter()
-                .map(|&(s, p)| TokenSlot {
-                    seq: s as u32,
-                    pos: p as u32,
-                    slot: (tables[s][p / bs] as usize * bs + p % bs) as u32,
-                })
-                .collect(),
-            block_tables: tables.clone(),
-        };
-        let ids: Vec<u32> = positions.iter().map(|&(s, p)| seqs[s][p]).collect();
-        let pos: Vec<u32> = positions.iter().map(|&(_, p)| p as u32).collect();
-        let t = ids.len();
-        let ids = Tensor::from_vec(ids, (1, t), &dev).unwrap();
-        let pos = Tensor::from_vec(pos, (1, t), &dev).unwrap();
-        let mut attn = kv.attention(&layout);
-        let logits = model
-            .forward(
-                Batch::injected(&ids, &pos, attn.as_mut()),
-                Forward::INFERENCE,
-            )
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
-        for (row, &(s, p)) in positions.iter().enumerate() {
-            let want = full.get(s).unwrap().get(p).unwrap();
-            let d = max_abs(&(logits.get(row).unwrap() - want).unwrap());
-            worst = worst.max(d);
-        }
-    };
-    // Interleave the sequences' prefill tokens, so the step's rows are not grouped by sequence.
-    let longest_prefill = prefill.iter().max().copied().unwrap_or(0);
-    let first: Vec<(usize, usize)> = (0..longest_prefill)
-        .flat_map(|p| (0..seqs.len()).map(move |s| (s, p)))
-        .filter(|&(s, p)| p < prefill[s].min(seqs[s].len()))
-        .collect();
-    run(first, kv);
-    let longest = seqs.iter().map(Vec::len).max().unwrap();
-    for p in 1..longest {
-        let step: Vec<(usize, usize)> = (0..seqs.len())
-            .filter(|&s| p >= prefill[s] && p < seqs[s].len())
-            .map(|s| (s, p))
-            .collect();
-        if !step.is_empty() {
-            run(step, kv);
-        }
-    }
-    // Re-run every sequence's last position as a decode token (rewriting its slot with the same
-    // k, v): the decode path over full-length contexts.
-    let last: Vec<(usize, usize)> = (0..seqs.len()).map(|s| (s, seqs[s].len() - 1)).collect();
-    run(last, kv);
-    (worst, max_abs(full))
-}
+/// Prefill lengths of the test sequences for `common::drive` (the fifth spans several blocks).
+const PREFILL: [usize; 5] = [3, 9, 1, 12, 40];
 
 #[test]
 fn paged_matches_full_forward() {
@@ -166,18 +74,14 @@ fn paged_matches_full_forward() {
             for &(hd, bs, kernel) in &shapes {
                 let cfg = config(arch, hd);
                 let (_, model) = models(&cfg, dtype, &dev);
-                let seqs: Vec<Vec<u32>> = [5usize, 17, 33, 12, 70]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| prompt(n, i as u32))
-                    .collect();
+                let seqs = prompts(&[5, 17, 33, 12, 70]);
                 let full = model
                     .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
                     .unwrap();
                 let mut kv = CudaKvCache::new(&cfg, 64, bs, dtype, &dev).unwrap();
                 assert_eq!(kv.kernel_decode(), CudaKvCache::kernel_supports(hd, bs));
                 kv.set_kernel_decode(kernel).unwrap();
-                let (worst, scale) = drive(&model, &mut kv, &full, &seqs);
+                let (worst, scale) = drive(&model, &mut kv, &full, &seqs, &PREFILL);
                 println!(
                     "{dtype:?} {arch:?} head_dim {hd} block {bs} kernel {kernel}: \
                      max |Δlogit| {worst:.3e} (max |logit| {scale:.2})"
@@ -197,27 +101,15 @@ fn f32_paged_matches_cpu_forward() {
     let Some(dev) = gpu() else { return };
     let cfg = config(Architecture::Qwen2, 64);
     let (cpu, model) = models(&cfg, DType::F32, &dev);
-    let seqs: Vec<Vec<u32>> = [9usize, 40, 23]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| prompt(n, i as u32))
-        .collect();
+    let seqs = prompts(&[9, 40, 23]);
     let full_cpu = cpu
         .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
         .unwrap();
     let mut kv = CudaKvCache::new(&cfg, 32, 16, DType::F32, &dev).unwrap();
-    let (worst, scale) = drive(&model, &mut kv, &full_cpu.to_device(&dev).unwrap(), &seqs);
+    let full = full_cpu.to_device(&dev).unwrap();
+    let (worst, scale) = drive(&model, &mut kv, &full, &seqs, &PREFILL);
     println!("f32 CUDA paged vs CPU full: max |Δlogit| {worst:.3e} (max |logit| {scale:.2})");
     assert!(worst <= 1e-4 * scale.max(1.0), "{worst} vs scale {scale}");
-}
-
-fn engine_cfg(block_size: usize, num_blocks: usize) -> EngineConfig {
-    EngineConfig {
-        block_size,
-        num_blocks: Some(num_blocks),
-        max_batch_tokens: 64,
-        ..Default::default()
-    }
 }
 
 fn cuda_engine(model: &Arc<Model>, block_size: usize, num_blocks: usize) -> Engine {
@@ -232,7 +124,7 @@ fn cuda_engine(model: &Arc<Model>, block_size: usize, num_blocks: usize) -> Engi
     Engine::with_backend(
         model.clone(),
         None,
-        engine_cfg(block_size, num_blocks),
+        engine_config(block_size, num_blocks),
         Box::new(kv),
     )
 }
@@ -245,13 +137,9 @@ fn f32_engine_matches_cpu_engine() {
     for arch in [Architecture::Llama, Architecture::Qwen3] {
         let cfg = config(arch, 64);
         let (cpu, model) = models(&cfg, DType::F32, &dev);
-        let prompts: Vec<Vec<u32>> = [3usize, 17, 40, 90]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| prompt(n, i as u32))
-            .collect();
+        let prompts = prompts(&[3, 17, 40, 90]);
         let params = SamplingParams::greedy(24);
-        let want = Engine::new(cpu.clone(), None, engine_cfg(16, 256))
+        let want = Engine::new(cpu.clone(), None, engine_config(16, 256))
             .unwrap()
             .generate_groups(&prompts, 3, &params)
             .unwrap();
@@ -320,22 +208,11 @@ fn bf16_engine_logprobs_match_full_scoring() {
         .unwrap();
     let (mut worst, mut scale) = (0f32, 1f32);
     for c in &got {
-        let mut ids = c.prompt_token_ids.clone();
-        ids.extend(&c.token_ids);
-        let logits = model
-            .forward(
-                Batch::padded(std::slice::from_ref(&ids), 0),
-                Forward::INFERENCE,
-            )
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
-        scale = scale.max(max_abs(&logits));
-        let (lp, ent) = rlvr_models::logprobs::sequence_scores(&logits, &ids).unwrap();
-        let off = c.prompt_token_ids.len() - 1;
+        let full = score_completion(&model, c, Forward::INFERENCE);
+        scale = scale.max(max_abs(&full.logits));
         for k in 0..c.token_ids.len() {
-            worst = worst.max((lp[off + k] - c.logprobs[k]).abs());
-            worst = worst.max((ent[off + k] - c.entropies[k]).abs());
+            worst = worst.max((full.logprobs[k] - c.logprobs[k]).abs());
+            worst = worst.max((full.entropies[k] - c.entropies[k]).abs());
         }
     }
     println!(
@@ -356,7 +233,7 @@ fn copy_block_copies_every_layer() {
     let layout = StepLayout {
         tokens: (0..t as u32)
             .map(|p| TokenSlot {
-                seq: 0,
+                seq_index: 0,
                 pos: p,
                 slot: 2 * 16 + p,
             })
@@ -398,15 +275,25 @@ fn copy_block_copies_every_layer() {
     }
 }
 
+/// The engine sizes its pool from `gpu_memory_fraction`: here 1% of the device's memory on top
+/// of what is in use once the model is loaded.
 #[test]
-fn sizing_from_free_memory() {
+fn sizing_from_memory_fraction() {
     let Some(dev) = gpu() else { return };
     let cfg = config(Architecture::Llama, 64);
     let per = CudaKvCache::bytes_per_block(&cfg, 16, DType::BF16);
     assert_eq!(per, 2 * 2 * 16 * 2 * 64 * 2);
-    let n = CudaKvCache::num_blocks_for_free_memory(&cfg, 16, DType::BF16, 0.01, &dev).unwrap();
-    println!("1% of free memory: {n} blocks of {per} bytes");
-    assert!(n > 0);
+    let (_, model) = models(&cfg, DType::BF16, &dev);
+    let (free, total) = rlvr_models::device_mem::cuda_free_total(&dev).unwrap();
+    let fraction = (total - free) as f64 / total as f64 + 0.01;
+    let engine_cfg = EngineConfig {
+        block_size: 16,
+        gpu_memory_fraction: Some(fraction),
+        ..Default::default()
+    };
+    let n = Engine::new(model, None, engine_cfg).unwrap().num_blocks();
+    println!("1% of the device's memory: {n} blocks of {per} bytes");
+    assert!(n > 1);
 }
 
 /// Runs anywhere (also without a GPU): the backend refuses a CPU device with an error.

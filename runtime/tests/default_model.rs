@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
-use rlvr_models::{load_source, Batch, ChatMessage, Forward, ModelSource};
+use rlvr_models::{load_source, ChatMessage, Forward, ModelSource};
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
 use serde_json::Value;
+
+mod common;
+use common::score_completion;
 
 #[test]
 fn default_model_greedy_and_logprobs() {
@@ -97,22 +100,12 @@ fn default_model_greedy_and_logprobs() {
         .unwrap();
     let mut worst = 0f32;
     for c in &out {
-        let mut ids = prompt.clone();
-        ids.extend(&c.token_ids);
-        let logits = model
-            .forward(
-                Batch::padded(std::slice::from_ref(&ids), 0),
-                Forward::INFERENCE,
-            )
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
-        let (lp, ent) = rlvr_models::logprobs::sequence_scores(&logits, &ids).unwrap();
-        let off = prompt.len() - 1;
+        assert_eq!(c.prompt_token_ids, prompt);
+        let full = score_completion(&model, c, Forward::INFERENCE);
         for k in 0..c.token_ids.len() {
             worst = worst
-                .max((lp[off + k] - c.logprobs[k]).abs())
-                .max((ent[off + k] - c.entropies[k]).abs());
+                .max((full.logprobs[k] - c.logprobs[k]).abs())
+                .max((full.entropies[k] - c.entropies[k]).abs());
             assert_eq!(
                 c.sampling_logprobs[k], c.logprobs[k],
                 "T = 1, no truncation: sampling = raw"

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 use rlvr_runtime::naive::generate_naive;
-use rlvr_runtime::paged_attention::{CpuKvCache, KvBackend, StepLayout, TokenSlot};
+use rlvr_runtime::paged_attention::CpuKvCache;
 use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
+
+mod common;
+use common::{drive, engine_config, prompt, prompts, score_completion};
 
 fn tiny(arch: Architecture) -> Arc<Model> {
     tiny_in(arch, DType::F32)
@@ -24,15 +27,9 @@ fn tiny_in(arch: Architecture, dtype: DType) -> Arc<Model> {
     Arc::new(m)
 }
 
-fn prompt(len: usize, salt: u32) -> Vec<u32> {
-    (0..len as u32)
-        .map(|i| 3 + (i * 7 + salt * 13) % 90)
-        .collect()
-}
-
-/// Drive the KV backend by hand: prefill a prefix of each sequence in one packed step, then
-/// decode the rest one token per sequence per step; compare every position's logits with the
-/// full-sequence forward.
+/// Drive the KV backend by hand (`common::drive`: a packed prefill of a prefix of each sequence,
+/// then one token per sequence per step); every position's logits equal the full-sequence
+/// forward's.
 #[test]
 fn paged_decode_equals_full_forward() {
     for arch in [
@@ -41,86 +38,12 @@ fn paged_decode_equals_full_forward() {
         Architecture::Qwen3,
     ] {
         let model = tiny(arch);
-        let bs = 4;
-        let seqs: Vec<Vec<u32>> = [5usize, 17, 33, 12]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| prompt(n, i as u32))
-            .collect();
-        let prefill: Vec<usize> = vec![3, 9, 1, 12];
-        let mut kv = CpuKvCache::new(&model.config, 64, bs);
-        // Non-contiguous, interleaved block ids so block tables really matter.
-        let mut next = 63u32;
-        let tables: Vec<Vec<u32>> = seqs
-            .iter()
-            .map(|s| {
-                (0..s.len().div_ceil(bs))
-                    .map(|_| {
-                        let b = next;
-                        next = next.wrapping_sub(3) % 64;
-                        b
-                    })
-                    .collect()
-            })
-            .collect();
+        let seqs = prompts(&[5, 17, 33, 12]);
+        let mut kv = CpuKvCache::new(&model.config, 64, 4);
         let full = model
             .forward(Batch::padded(&seqs, 0), Forward::INFERENCE)
             .unwrap();
-        let mut worst = 0f32;
-        let mut run = |positions: Vec<(usize, usize)>, kv: &mut CpuKvCache| {
-            let layout = StepLayout {
-                tokens: positions
-                    .iter()
-                    .map(|&(s, p)| TokenSlot {
-                        seq: s as u32,
-                        pos: p as u32,
-                        slot: (tables[s][p / bs] as usize * bs + p % bs) as u32,
-                    })
-                    .collect(),
-                block_tables: tables.clone(),
-            };
-            let ids: Vec<u32> = positions.iter().map(|&(s, p)| seqs[s][p]).collect();
-            let pos: Vec<u32> = positions.iter().map(|&(_, p)| p as u32).collect();
-            let t = ids.len();
-            let ids = Tensor::from_vec(ids, (1, t), &Device::Cpu).unwrap();
-            let pos = Tensor::from_vec(pos, (1, t), &Device::Cpu).unwrap();
-            let mut attn = kv.attention(&layout);
-            let logits = model
-                .forward(
-                    Batch::injected(&ids, &pos, attn.as_mut()),
-                    Forward::INFERENCE,
-                )
-                .unwrap()
-                .squeeze(0)
-                .unwrap();
-            for (row, &(s, p)) in positions.iter().enumerate() {
-                let d = (logits.get(row).unwrap() - full.get(s).unwrap().get(p).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                worst = worst.max(d);
-            }
-        };
-        let first: Vec<(usize, usize)> = prefill
-            .iter()
-            .enumerate()
-            .flat_map(|(s, &n)| (0..n).map(move |p| (s, p)))
-            .collect();
-        run(first, &mut kv);
-        let longest = seqs.iter().map(Vec::len).max().unwrap();
-        for p in 1..longest {
-            let step: Vec<(usize, usize)> = (0..seqs.len())
-                .filter(|&s| p >= prefill[s] && p < seqs[s].len())
-                .map(|s| (s, p))
-                .collect();
-            if !step.is_empty() {
-                run(step, &mut kv);
-            }
-        }
+        let (worst, _) = drive(&model, &mut kv, &full, &seqs, &[3, 9, 1, 12]);
         assert!(
             worst < 1e-4,
             "{arch:?}: paged vs full max |Δlogit| = {worst}"
@@ -132,12 +55,7 @@ fn engine(model: &Arc<Model>, num_blocks: Option<usize>) -> Engine {
     Engine::new(
         model.clone(),
         None,
-        EngineConfig {
-            block_size: 4,
-            num_blocks: Some(num_blocks.unwrap_or(512)),
-            max_batch_tokens: 64,
-            ..Default::default()
-        },
+        engine_config(4, num_blocks.unwrap_or(512)),
     )
     .unwrap()
 }
@@ -146,11 +64,7 @@ fn engine(model: &Arc<Model>, num_blocks: Option<usize>) -> Engine {
 fn greedy_equals_naive_generator() {
     let model = tiny(Architecture::Llama);
     let mut e = engine(&model, None);
-    let prompts: Vec<Vec<u32>> = [3usize, 9, 21]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| prompt(n, i as u32))
-        .collect();
+    let prompts = prompts(&[3, 9, 21]);
     let params = SamplingParams::greedy(20);
     let got = e.generate_groups(&prompts, 2, &params).unwrap();
     for (i, p) in prompts.iter().enumerate() {
@@ -224,23 +138,18 @@ fn seeded_sampling_equals_naive_and_scores() {
     }
     // The raw log-probs / entropies equal a full-sequence scoring of the same ids.
     for c in &got {
-        let mut ids = c.prompt_token_ids.clone();
-        ids.extend(&c.token_ids);
-        let logits = model
-            .forward(Batch::padded(&[ids.clone()], 0), Forward::TRAIN)
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
-        let (lp, ent) = rlvr_models::logprobs::sequence_scores(&logits, &ids).unwrap();
-        let off = c.prompt_token_ids.len() - 1;
+        let full = score_completion(&model, c, Forward::TRAIN);
         for k in 0..c.token_ids.len() {
             assert!(
-                (lp[off + k] - c.logprobs[k]).abs() < 1e-4,
+                (full.logprobs[k] - c.logprobs[k]).abs() < 1e-4,
                 "logprob {k}: {} vs {}",
-                lp[off + k],
+                full.logprobs[k],
                 c.logprobs[k]
             );
-            assert!((ent[off + k] - c.entropies[k]).abs() < 1e-4, "entropy {k}");
+            assert!(
+                (full.entropies[k] - c.entropies[k]).abs() < 1e-4,
+                "entropy {k}"
+            );
         }
         // Sampling log-prob differs from the raw one when T ≠ 1.
         assert!(c
