@@ -5,7 +5,9 @@
 //!   optionally the last LaTeX environment, plain expression or number).
 //! * [`extract_gold`] reads the reference answer from GSM8K / MATH fields.
 //! * [`is_equivalent`] decides equivalence (numbers, fractions, units, percent,
-//!   tuples, intervals, sets, matrices, equations, expressions, choices).
+//!   tuples, intervals, sets, matrices, equations, expressions, choices). A
+//!   gold number needs a number: a computation with its value (`12 + 30` for
+//!   42, `2^{10}` for 1024) is [`Reason::Unevaluated`], never correct.
 //! * [`grade`] / [`grade_batch`] turn that into a reward with a reason.
 //!
 //! Every call is bounded in time and memory (inputs are length-capped, there is
@@ -60,6 +62,13 @@ pub struct VerifierConfig {
     /// Answers (predicted or gold) longer than this are not compared: they are
     /// graded `unverifiable` (never correct).
     pub max_answer_bytes: usize,
+    /// Accept a computation (`12 + 30`, `3 \times 4 + 5`, `2^{10}`, `5!`,
+    /// `\sqrt{16}`) for a gold answer that is a number (`42`, `-3.5`,
+    /// `\frac{10}{9}`) when its value is the gold's. Off by default: the answer
+    /// to "compute" is the number, and an unevaluated computation is graded
+    /// `unevaluated` (never correct). Golds that are expressions themselves
+    /// (`2^{10}`, `\frac{1}{2} + \frac{\sqrt3}{2}`) are compared by value either way.
+    pub accept_unevaluated: bool,
 }
 
 impl Default for VerifierConfig {
@@ -72,6 +81,7 @@ impl Default for VerifierConfig {
             boxed_bonus: 0.0,
             max_completion_bytes: 16 * 1024,
             max_answer_bytes: 1024,
+            accept_unevaluated: false,
         }
     }
 }
@@ -159,6 +169,10 @@ pub enum Reason {
     NoGold,
     /// An answer was found and is not equivalent to the gold answer.
     Mismatch,
+    /// The gold answer is a number and the answer a computation with that
+    /// value (`12 + 30` for 42, `2^{10}` for 1024): not evaluated, so not the
+    /// answer (see [`VerifierConfig::accept_unevaluated`]).
+    Unevaluated,
     /// Equal after normalisation (spacing, delimiters, `\text`, units, ...).
     MatchExact,
     /// Equal as numbers (exact rationals, or within the tolerance).
@@ -180,6 +194,7 @@ impl Reason {
             Reason::NoAnswerFound => "no_answer_found",
             Reason::NoGold => "no_gold",
             Reason::Mismatch => "mismatch",
+            Reason::Unevaluated => "unevaluated",
             Reason::MatchExact => "match_exact",
             Reason::MatchNumeric => "match_numeric",
             Reason::MatchSymbolic => "match_symbolic",
@@ -295,7 +310,7 @@ fn judge(answer: &str, at_cut: bool, gold: &str, cfg: &VerifierConfig) -> Reason
         return Reason::Unverifiable;
     }
     let pred_norm = normalize::normalize(answer, cfg.max_answer_bytes);
-    equiv::equivalent_normalized(&pred_norm, &gold_norm, cfg).unwrap_or(Reason::Mismatch)
+    equiv::verdict(&pred_norm, &gold_norm, cfg)
 }
 
 /// Grade a completion against a gold answer (already extracted: `18`, `\frac{1}{2}`).

@@ -88,11 +88,8 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}", true),
     ("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{2}}{3}", false),
     ("11\\sqrt2", "11 \\sqrt{2}", true),
-    ("\\sqrt[3]{8}", "2", true),
-    ("\\sqrt{16}", "4", true),
     ("\\sqrt{15}", "4", false),
     ("8\\pi", "8 \\pi", true),
-    ("2\\pi", "6.283185307", true),
     ("2\\pi", "6.28", false),
     ("\\pi", "\\pi", true),
     ("\\frac{\\pi}{2}", "\\frac12\\pi", true),
@@ -236,12 +233,10 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("x+1", "x-1", false),
     ("2x", "2", false),
     ("\\sqrt{x}\\sqrt{y}", "\\sqrt{xy}", true),
-    ("e^{i\\pi}", "-1", true),
     // complex numbers
     ("6+9i", "9i+6", true),
     ("6+9i", "6-9i", false),
     ("1+2i", "(1+2i)", true),
-    ("i^2", "-1", true),
     // bases
     ("52_8", "52_{8}", true),
     ("52_8", "42", false),
@@ -261,10 +256,6 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("`42`", "42", true),
     ("42.", "42", true),
     ("\\boxed{42}", "42", true),
-    ("\\left| -3 \\right|", "3", true),
-    ("5!", "120", true),
-    ("\\binom{5}{2}", "10", true),
-    ("\\dbinom{6}{3}", "20", true),
     ("\\binom{6}{3}", "21", false),
     // more near misses
     ("12", "1,2", false),
@@ -276,11 +267,8 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("50%", "0.05", false),
     ("(1,2)", "\\{1,2\\}", false),
     ("[1,2]", "1,2", false),
-    ("\\sqrt{4}", "2", true),
     ("-\\sqrt{3}", "\\sqrt{3}", false),
-    ("2^{10}", "1024", true),
     ("2^{10}", "1023", false),
-    ("e", "2.718281828", true),
     ("\\ln 2", "0.693", false),
     ("x=5", "y=5", false),
     ("A", "(B)", false),
@@ -307,9 +295,6 @@ const EQUIV: &[(&str, &str, bool)] = &[
     // assorted
     ("1 000 000", "1000000", true),
     ("1 000 000", "1000001", false),
-    ("\\cos(\\pi/2)", "0", true),
-    ("\\sin(\\pi/6)", "\\frac12", true),
-    ("\\log_2 8", "3", true),
     ("\\log_2 8", "4", false),
     ("f(x) = 2x", "2x", true),
     ("f(x) = 2x", "2x+1", false),
@@ -347,9 +332,7 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("10^{36}", "1000000000000000000000000000000000001", false),
     ("10^{40}", "10^{40}+1", false),
     ("10^{40}", "1e40", true),
-    ("2^{100}", "1267650600228229401496703205376", true),
     ("2^{100}", "1267650600228229401496703205377", false),
-    ("30!", "265252859812191058636308480000000", true),
     // rounding: a decimal that rounds the other value, not two chosen decimals
     ("1000000.5", "1000000.6", false),
     ("12345.67", "12345.68", false),
@@ -433,7 +416,8 @@ fn equivalence_table() {
 
 /// (predicted answer, gold answer, equivalent?) where the direction matters:
 /// a predicted equation stands for its value, a gold equation only when its
-/// left side names a quantity.
+/// left side names a quantity; a gold number needs a number, a gold
+/// expression only the same value.
 const EQUIV_DIRECTED: &[(&str, &str, bool)] = &[
     ("a + b = 7", "7", true),
     ("3 + 4 = 7", "7", true),
@@ -442,6 +426,43 @@ const EQUIV_DIRECTED: &[(&str, &str, bool)] = &[
     ("5x - 7y + 11z + 4 = 0", "0", false),
     ("x^2 + y^2 = 1", "1", true),
     ("1", "x^2 + y^2 = 1", false),
+    // A gold number asks for a number: a computation with its value is not
+    // the answer (`unevaluated`); the same pair the other way round (a gold
+    // expression) is compared by value.
+    ("\\sqrt[3]{8}", "2", false),
+    ("2", "\\sqrt[3]{8}", true),
+    ("\\sqrt{16}", "4", false),
+    ("4", "\\sqrt{16}", true),
+    ("2\\pi", "6.283185307", false),
+    ("6.283185307", "2\\pi", true),
+    ("e^{i\\pi}", "-1", false),
+    ("-1", "e^{i\\pi}", true),
+    ("i^2", "-1", false),
+    ("-1", "i^2", true),
+    ("\\left| -3 \\right|", "3", false),
+    ("3", "\\left| -3 \\right|", true),
+    ("5!", "120", false),
+    ("120", "5!", true),
+    ("\\binom{5}{2}", "10", false),
+    ("10", "\\binom{5}{2}", true),
+    ("\\dbinom{6}{3}", "20", false),
+    ("20", "\\dbinom{6}{3}", true),
+    ("\\sqrt{4}", "2", false),
+    ("2", "\\sqrt{4}", true),
+    ("2^{10}", "1024", false),
+    ("1024", "2^{10}", true),
+    ("e", "2.718281828", false),
+    ("2.718281828", "e", true),
+    ("\\cos(\\pi/2)", "0", false),
+    ("0", "\\cos(\\pi/2)", true),
+    ("\\sin(\\pi/6)", "\\frac12", false),
+    ("\\frac12", "\\sin(\\pi/6)", true),
+    ("\\log_2 8", "3", false),
+    ("3", "\\log_2 8", true),
+    ("2^{100}", "1267650600228229401496703205376", false),
+    ("1267650600228229401496703205376", "2^{100}", true),
+    ("30!", "265252859812191058636308480000000", false),
+    ("265252859812191058636308480000000", "30!", true),
 ];
 
 #[test]

@@ -30,6 +30,9 @@ struct AtomInfo {
     /// `52_8` -> ("52", "8").
     base: Option<(String, String)>,
     val: AtomVal,
+    /// A number written out (`42`, `-\frac{3}{8}`, `1.5 * 10^{3}`), not a
+    /// computation (`12 + 30`, `2^{10}`).
+    written_out: bool,
 }
 
 /// Value of an atom: a plain number, a variable-free expression, an expression
@@ -52,11 +55,13 @@ impl Atom {
     fn info(&self) -> &AtomInfo {
         self.info.get_or_init(|| {
             let st = strip_units(&self.text);
+            let (val, written_out) = atom_value(st.text);
             AtomInfo {
                 stripped: st.text.to_string(),
                 percent: st.percent,
                 base: base_number(&self.text),
-                val: atom_value(st.text),
+                val,
+                written_out,
             }
         })
     }
@@ -137,17 +142,25 @@ fn exact_integers_equal(pred: &str, gold: &str) -> Option<bool> {
     }
 }
 
-fn atom_value(s: &str) -> AtomVal {
+/// The value of an atom, and whether it is a number written out.
+fn atom_value(s: &str) -> (AtomVal, bool) {
     if let Some(v) = number_value(s) {
-        return AtomVal::Value(v);
+        return (AtomVal::Value(v), true);
     }
     match expr::parse(s) {
-        Ok(e) if e.vars.is_empty() => AtomVal::Value(e.eval(&[])),
-        Ok(e) => AtomVal::Expr {
-            samples: expr::sample_values(&e),
-            vars: e.vars,
-        },
-        Err(_) => AtomVal::Text,
+        // `84 \div 2` parses as `84 / 2` but is a division, not a fraction.
+        Ok(e) if e.vars.is_empty() => (
+            AtomVal::Value(e.eval(&[])),
+            expr::written_out(&e) && !s.contains("\\div"),
+        ),
+        Ok(e) => (
+            AtomVal::Expr {
+                samples: expr::sample_values(&e),
+                vars: e.vars,
+            },
+            false,
+        ),
+        Err(_) => (AtomVal::Text, false),
     }
 }
 
@@ -164,6 +177,15 @@ pub(super) fn compare_atoms(p: &Atom, g: &Atom, cx: &Ctx) -> Option<Reason> {
     }
     if pi.percent == gi.percent && compact_eq(&pi.stripped, &gi.stripped) {
         return Some(Reason::MatchExact);
+    }
+    // A gold number asks for a number: `12 + 30` is not 42 (see `verdict`).
+    if cx.numbers_written_out
+        && gi.written_out
+        && !pi.written_out
+        && matches!(pi.val, AtomVal::Value(_))
+    {
+        cx.refused_computation.set(true);
+        return None;
     }
     let tol = cx.cfg.rel_tol;
     match (&pi.val, &gi.val) {

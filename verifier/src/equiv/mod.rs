@@ -41,6 +41,10 @@ pub(super) fn combine(a: Reason, b: Reason) -> Reason {
 pub(super) struct Ctx<'a> {
     pub(super) cfg: &'a VerifierConfig,
     budget: Cell<u32>,
+    /// Refuse a computation for a gold number (see [`verdict`]).
+    pub(super) numbers_written_out: bool,
+    /// Set when a comparison was refused for that reason.
+    pub(super) refused_computation: &'a Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -74,25 +78,55 @@ pub fn is_equivalent(pred: &str, gold: &str, cfg: &VerifierConfig) -> Option<Rea
     }
     let p = normalize(pred, cfg.max_answer_bytes);
     let g = normalize(gold, cfg.max_answer_bytes);
-    equivalent_normalized(&p, &g, cfg)
+    Some(verdict(&p, &g, cfg)).filter(|r| r.is_match())
 }
 
-pub(crate) fn equivalent_normalized(p: &str, g: &str, cfg: &VerifierConfig) -> Option<Reason> {
+/// The verdict on two normalised answers: a `match_*` reason, `Unevaluated`
+/// or `Mismatch`.
+///
+/// Where the gold answer is a number written out (`42`, `-3.5`, `\frac{10}{9}`,
+/// `2 \frac{1}{2}`, `1.5 \times 10^{3}`), the prediction must be one too: a
+/// computation with the gold's value (`12 + 30`, `3 * 4 + 5`, `84 \div 2`,
+/// `2^{10}`, `5!`, `\sqrt{16}`) is `Unevaluated`, not a match, unless
+/// `accept_unevaluated` is set. The value after a last `=` is the answer, so
+/// `12 + 30 = 42` is 42. Golds that are expressions are compared by value.
+pub(crate) fn verdict(p: &str, g: &str, cfg: &VerifierConfig) -> Reason {
+    let refused = Cell::new(false);
+    if let Some(r) = equivalent_normalized(p, g, cfg, !cfg.accept_unevaluated, &refused) {
+        return r;
+    }
+    // Refused somewhere: was that what kept the answers apart?
+    if refused.get() && equivalent_normalized(p, g, cfg, false, &Cell::new(false)).is_some() {
+        return Reason::Unevaluated;
+    }
+    Reason::Mismatch
+}
+
+fn equivalent_normalized(
+    p: &str,
+    g: &str,
+    cfg: &VerifierConfig,
+    numbers_written_out: bool,
+    refused_computation: &Cell<bool>,
+) -> Option<Reason> {
     if p.is_empty() || g.is_empty() {
         return None;
     }
     if compact_eq(p, g) {
         return Some(Reason::MatchExact);
     }
+    let again = |p: &str, g: &str| {
+        equivalent_normalized(p, g, cfg, numbers_written_out, refused_computation)
+    };
     if let Some(decimal) = decimal_comma(p) {
         if plain_number(g) {
-            return equivalent_normalized(&decimal, g, cfg);
+            return again(&decimal, g);
         }
     }
     // A gold `1,22` against a predicted `1.22` (a decimal point).
     if let Some(decimal) = decimal_comma(g) {
         if plain_number(p) && p.contains('.') {
-            return equivalent_normalized(p, &decimal, cfg);
+            return again(p, &decimal);
         }
     }
     if let Some(gc) = choice::choice_letter(g, true) {
@@ -103,6 +137,8 @@ pub(crate) fn equivalent_normalized(p: &str, g: &str, cfg: &VerifierConfig) -> O
     let cx = Ctx {
         cfg,
         budget: Cell::new(MAX_ATOM_COMPARISONS),
+        numbers_written_out,
+        refused_computation,
     };
     let pa = structure::parse_struct(p, 0);
     let ga = structure::parse_struct(g, 0);

@@ -16,10 +16,12 @@
 mod commands;
 mod eval;
 mod exact;
+mod notation;
 mod parser;
 mod sample;
 
 pub(crate) use exact::exact_integer;
+pub(crate) use notation::written_out;
 pub(crate) use parser::parse;
 pub(crate) use sample::{difference, proportional, sample_values, samples_equal};
 

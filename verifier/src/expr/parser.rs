@@ -150,6 +150,12 @@ impl<'a> Parser<'a> {
                     let rhs = self.unary()?;
                     lhs = self.node(Node::Div(Box::new(lhs), Box::new(rhs)))?;
                 }
+                // `84 \div 2` (normalisation writes `÷` so too).
+                Some(b'\\') if self.command_at(self.pos) == "div" => {
+                    self.pos += "\\div".len();
+                    let rhs = self.unary()?;
+                    lhs = self.node(Node::Div(Box::new(lhs), Box::new(rhs)))?;
+                }
                 _ if self.starts_primary() => {
                     let rhs = self.power()?;
                     lhs = self.node(Node::Mul(Box::new(lhs), Box::new(rhs)))?;

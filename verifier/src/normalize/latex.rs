@@ -1,6 +1,6 @@
 //! The single linear pass over an answer's LaTeX: spacing and sizing commands
 //! dropped, `\text{}`-like wrappers unwrapped, synonyms mapped to one spelling
-//! (`\dfrac` -> `\frac`, `\leq` -> `\le`, `×` -> `*`), degrees removed, set
+//! (`\dfrac` -> `\frac`, `\leq` -> `\le`, `×` -> `*`, `÷` -> `\div`), degrees removed, set
 //! braces marked.
 //!
 //! Owns: the command tables and the rewrite of one character or command at a
@@ -236,7 +236,8 @@ impl Pass<'_> {
                 ""
             }
             "cdot" | "times" | "ast" | "bullet" => "*",
-            "div" => "/",
+            // A division sign stays one (`84 \div 2` is not the fraction `84/2`).
+            "div" => "\\div ",
             "lt" => "<",
             "gt" => ">",
             "quad" | "qquad" | "enspace" | "thinspace" | "medspace" | "thickspace" | "space"
@@ -327,7 +328,7 @@ impl Pass<'_> {
         match ch {
             '−' | '–' | '‒' | '﹣' | '－' => self.out.push('-'),
             '×' | '·' | '⋅' | '∗' => self.out.push('*'),
-            '÷' => self.out.push('/'),
+            '÷' => self.out.push_str("\\div "),
             'π' => {
                 self.out.push_str("\\pi");
                 if self
