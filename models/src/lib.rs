@@ -17,6 +17,7 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod rowstats;
+pub mod simd;
 pub mod source;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

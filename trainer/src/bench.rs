@@ -92,7 +92,9 @@ pub fn bench_train(
         fwd_bwd_ms: fwd_bwd_s * 1e3,
         fwd_bwd_tokens_per_s: tokens as f64 / fwd_bwd_s,
         fwd_bwd_peak_mb,
-        peak_mb: device_mem::peak_mib(&dev),
+        // The high-water mark is process-wide and may be reset by another thread meanwhile;
+        // the whole run's peak is at least the forward/backward's.
+        peak_mb: device_mem::peak_mib(&dev).max(fwd_bwd_peak_mb),
         adamw_step_ms: adamw_ms,
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,

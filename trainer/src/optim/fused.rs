@@ -17,6 +17,7 @@ use std::cell::RefCell;
 
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor};
 use rayon::prelude::*;
+use rlvr_models::simd::{vectorized, HotLoop};
 
 use super::adamw::AdamWConfig;
 use crate::error::Result;
@@ -97,7 +98,7 @@ impl<F: FnOnce(&mut [f32]) -> R, R> InplaceOp1 for InPlace<F, R> {
 pub(crate) fn sum_sq(t: &Tensor) -> Result<f64> {
     if let Some(s) = with_f32(t, |x| {
         x.par_chunks(CHUNK)
-            .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+            .map(|c| vectorized(SumSq(c)))
             .collect::<Vec<f64>>()
             .into_iter()
             .sum::<f64>()
@@ -108,6 +109,33 @@ pub(crate) fn sum_sq(t: &Tensor) -> Result<f64> {
         .sqr()?
         .sum_all()?
         .to_scalar::<f64>()?)
+}
+
+/// `Σ x²` of one chunk in f64, per lane (so that it vectorises), lanes added in order.
+struct SumSq<'a>(&'a [f32]);
+
+impl HotLoop for SumSq<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn run(self) -> f64 {
+        sum_sq_lanes(self.0)
+    }
+}
+
+#[inline(always)]
+fn sum_sq_lanes(x: &[f32]) -> f64 {
+    let (blocks, tail) = x.as_chunks::<LANES>();
+    let mut lanes = [0f64; LANES];
+    for block in blocks {
+        for l in 0..LANES {
+            lanes[l] += block[l] as f64 * block[l] as f64;
+        }
+    }
+    for (l, &v) in tail.iter().enumerate() {
+        lanes[l] += v as f64 * v as f64;
+    }
+    lanes.iter().sum()
 }
 
 /// What the pass applies to θ.
@@ -294,7 +322,44 @@ impl Kernel {
         }
     }
 
+    /// One block of `LANES` elements of the moment pass, written as array loops of constant
+    /// length so that they vectorise; the squares are added into `lanes`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn step_block<const DECAY: u8, const MOVE: u8>(
+        &self,
+        theta: &mut [f32; LANES],
+        m: &mut [f32; LANES],
+        v: &mut [f32; LANES],
+        g: &[f32; LANES],
+        mult: f32,
+        lanes: &mut LaneSums,
+    ) {
+        let mut grad = [0f32; LANES];
+        let mut masked = [0f32; LANES];
+        let mut dense = [0f32; LANES];
+        for l in 0..LANES {
+            (grad[l], m[l], v[l]) = self.moments(m[l], v[l], g[l]);
+        }
+        for l in 0..LANES {
+            (masked[l], dense[l]) = self.displacement::<DECAY>(theta[l], m[l], v[l]);
+        }
+        for l in 0..LANES {
+            lanes[0][l] += m[l] as f64 * grad[l] as f64;
+            lanes[1][l] += m[l] as f64 * m[l] as f64;
+            lanes[2][l] += grad[l] as f64 * grad[l] as f64;
+            lanes[3][l] += masked[l] as f64 * masked[l] as f64;
+            lanes[4][l] += dense[l] as f64 * dense[l] as f64;
+        }
+        if MOVE != MOVE_KEEP {
+            for l in 0..LANES {
+                theta[l] = Self::moved::<DECAY, MOVE>(theta[l], masked[l], dense[l], mult);
+            }
+        }
+    }
+
     /// One chunk of the moment pass: m and v (and θ, unless `MOVE` keeps it) in place; the sums.
+    #[inline(always)]
     fn step_chunk<const DECAY: u8, const MOVE: u8>(
         &self,
         theta: &mut [f32],
@@ -304,34 +369,41 @@ impl Kernel {
         mult: f32,
     ) -> [f64; 5] {
         let mut lanes: LaneSums = [[0.0; LANES]; 5];
-        let len = m.len();
-        let mut element = |i: usize, lane: usize, lanes: &mut LaneSums| {
-            let (grad, m_new, v_new) = self.moments(m[i], v[i], g[i]);
-            let (masked, dense) = self.displacement::<DECAY>(theta[i], m_new, v_new);
-            m[i] = m_new;
-            v[i] = v_new;
-            lanes[0][lane] += m_new as f64 * grad as f64;
-            lanes[1][lane] += m_new as f64 * m_new as f64;
-            lanes[2][lane] += grad as f64 * grad as f64;
-            lanes[3][lane] += masked as f64 * masked as f64;
-            lanes[4][lane] += dense as f64 * dense as f64;
-            if MOVE != MOVE_KEEP {
-                theta[i] = Self::moved::<DECAY, MOVE>(theta[i], masked, dense, mult);
-            }
-        };
-        let full = len / LANES * LANES;
-        for base in (0..full).step_by(LANES) {
-            for lane in 0..LANES {
-                element(base + lane, lane, &mut lanes);
-            }
+        let (th_blocks, th_tail) = theta.as_chunks_mut::<LANES>();
+        let (m_blocks, m_tail) = m.as_chunks_mut::<LANES>();
+        let (v_blocks, v_tail) = v.as_chunks_mut::<LANES>();
+        let (g_blocks, g_tail) = g.as_chunks::<LANES>();
+        let blocks = th_blocks
+            .iter_mut()
+            .zip(m_blocks)
+            .zip(v_blocks)
+            .zip(g_blocks);
+        for (((th, m), v), g) in blocks {
+            self.step_block::<DECAY, MOVE>(th, m, v, g, mult, &mut lanes);
         }
-        for i in full..len {
-            element(i, i - full, &mut lanes);
+        // The tail, padded to a block: padding elements are zero and add nothing.
+        let mut tail = [[0f32; LANES]; 4];
+        let n = th_tail.len();
+        tail[0][..n].copy_from_slice(th_tail);
+        tail[1][..n].copy_from_slice(m_tail);
+        tail[2][..n].copy_from_slice(v_tail);
+        tail[3][..n].copy_from_slice(g_tail);
+        let [mut th, mut m, mut v, g] = tail;
+        let mut tail_lanes: LaneSums = [[0.0; LANES]; 5];
+        self.step_block::<DECAY, MOVE>(&mut th, &mut m, &mut v, &g, mult, &mut tail_lanes);
+        th_tail.copy_from_slice(&th[..n]);
+        m_tail.copy_from_slice(&m[..n]);
+        v_tail.copy_from_slice(&v[..n]);
+        for (sum, tail_sum) in lanes.iter_mut().zip(&tail_lanes) {
+            for l in 0..n {
+                sum[l] += tail_sum[l];
+            }
         }
         lanes.map(|l| l.iter().sum())
     }
 
     /// One chunk of the weight pass (after the moment pass): θ in place.
+    #[inline(always)]
     fn apply_chunk<const DECAY: u8, const MOVE: u8>(
         &self,
         theta: &mut [f32],
@@ -339,9 +411,9 @@ impl Kernel {
         v: &[f32],
         mult: f32,
     ) {
-        for i in 0..theta.len() {
-            let (masked, dense) = self.displacement::<DECAY>(theta[i], m[i], v[i]);
-            theta[i] = Self::moved::<DECAY, MOVE>(theta[i], masked, dense, mult);
+        for ((th, &m), &v) in theta.iter_mut().zip(m).zip(v) {
+            let (masked, dense) = self.displacement::<DECAY>(*th, m, v);
+            *th = Self::moved::<DECAY, MOVE>(*th, masked, dense, mult);
         }
     }
 
@@ -382,6 +454,47 @@ const MOVE_KEEP: u8 = 0;
 const MOVE_DENSE_ONLY: u8 = 1;
 const MOVE_UNIT: u8 = 2;
 const MOVE_SCALED: u8 = 3;
+
+/// One chunk of the moment pass, for [`vectorized`].
+struct StepChunk<'a, const DECAY: u8, const MOVE: u8> {
+    kernel: &'a Kernel,
+    theta: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    g: &'a [f32],
+    mult: f32,
+}
+
+impl<const DECAY: u8, const MOVE: u8> HotLoop for StepChunk<'_, DECAY, MOVE> {
+    type Output = [f64; 5];
+
+    #[inline(always)]
+    fn run(self) -> [f64; 5] {
+        let (theta, m, v, g) = (self.theta, self.m, self.v, self.g);
+        self.kernel
+            .step_chunk::<DECAY, MOVE>(theta, m, v, g, self.mult)
+    }
+}
+
+/// One chunk of the weight pass, for [`vectorized`].
+struct ApplyChunk<'a, const DECAY: u8, const MOVE: u8> {
+    kernel: &'a Kernel,
+    theta: &'a mut [f32],
+    m: &'a [f32],
+    v: &'a [f32],
+    mult: f32,
+}
+
+impl<const DECAY: u8, const MOVE: u8> HotLoop for ApplyChunk<'_, DECAY, MOVE> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let (theta, m, v) = (self.theta, self.m, self.v);
+        self.kernel
+            .apply_chunk::<DECAY, MOVE>(theta, m, v, self.mult)
+    }
+}
 
 /// A pass generic over the loop invariants (see [`Kernel::dispatch`]).
 trait Specialized<R> {
@@ -426,8 +539,14 @@ pub(crate) fn step(
                     .zip(self.v.par_chunks_mut(CHUNK))
                     .zip(self.g.par_chunks(CHUNK))
                     .map(|(((th, m), v), g)| {
-                        self.kernel
-                            .step_chunk::<DECAY, MOVE>(th, m, v, g, self.mult)
+                        vectorized(StepChunk::<DECAY, MOVE> {
+                            kernel: self.kernel,
+                            theta: th,
+                            m,
+                            v,
+                            g,
+                            mult: self.mult,
+                        })
                     })
                     .collect();
                 Sums::total(&chunks)
@@ -499,7 +618,13 @@ pub(crate) fn apply(
                     .zip(self.m.par_chunks(CHUNK))
                     .zip(self.v.par_chunks(CHUNK))
                     .for_each(|((th, m), v)| {
-                        self.kernel.apply_chunk::<DECAY, MOVE>(th, m, v, self.mult)
+                        vectorized(ApplyChunk::<DECAY, MOVE> {
+                            kernel: self.kernel,
+                            theta: th,
+                            m,
+                            v,
+                            mult: self.mult,
+                        })
                     });
             }
         }
