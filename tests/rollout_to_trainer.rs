@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rlvr_models::candle_core::{DType, Device};
+use rlvr_models::testing::max_abs_diff;
 use rlvr_models::{Architecture, Model, ModelConfig};
 use rlvr_runtime::{Engine, EngineConfig, SamplingParams};
 use rlvr_trainer::{ScoredGroup, ScoredSample, Trainer, TrainerConfig};
@@ -84,15 +85,11 @@ fn lr_zero_gives_unit_ratios_on_runtime_rollouts() {
             m.mismatch.max_abs_diff
         );
         for (name, t) in model.state_dict() {
-            let d = (t - &before[&name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(d, 0.0, "{name} moved with lr = 0");
+            assert_eq!(
+                max_abs_diff(&t, &before[&name]),
+                0.0,
+                "{name} moved with lr = 0"
+            );
         }
     }
 }

@@ -150,37 +150,8 @@ pub fn target_logprobs_entropy_host(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-
-    fn rand(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-        let mut r = crate::rng::SplitMix64::new(seed);
-        (0..n).map(|_| r.normal() as f32 as f64 * scale).collect()
-    }
-
-    fn close(a: &Tensor, b: &Tensor, tol: f64) {
-        let a: Vec<f64> = a
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f64> = b
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1e-30f64, |m, x| m.max(x.abs()));
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * scale,
-                "[{i}] {x} vs {y} (scale {scale})"
-            );
-        }
-    }
+    use crate::testing::{close, randt};
+    use candle_core::Var;
 
     /// The fused kernel against the composed ops: values and the gradient of
     /// `Σ a·lp + b·H` (random a, b), at T = 1 and T ≠ 1, in f32 and f64.
@@ -194,16 +165,9 @@ mod tests {
             let targets: Vec<u32> = (0..n).map(|i| (i * 37 % v) as u32).collect();
             let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
             for temperature in [1.0, 0.7] {
-                let x = Tensor::from_vec(rand(n * v, 3, 3.0), (n, v), &Device::Cpu).unwrap();
-                let x = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
-                let a = Tensor::from_vec(rand(n, 4, 1.0), n, &Device::Cpu)
-                    .unwrap()
-                    .to_dtype(dtype)
-                    .unwrap();
-                let b = Tensor::from_vec(rand(n, 5, 1.0), n, &Device::Cpu)
-                    .unwrap()
-                    .to_dtype(dtype)
-                    .unwrap();
+                let x = Var::from_tensor(&randt(&[n, v], 3, 3.0, dtype)).unwrap();
+                let a = randt(&[n], 4, 1.0, dtype);
+                let b = randt(&[n], 5, 1.0, dtype);
                 let run = |fused: bool| {
                     let (lp, h) = if fused {
                         target_logprobs_entropy(x.as_tensor(), &targets, temperature).unwrap()
@@ -219,20 +183,21 @@ mod tests {
                 };
                 let (lp, h, g) = run(true);
                 let (lp0, h0, g0) = run(false);
-                close(&lp, &lp0, tol);
-                close(&h, &h0, tol);
-                close(&g, &g0, tol);
+                close(&lp, &lp0, tol, "log-probs");
+                close(&h, &h0, tol, "entropies");
+                close(&g, &g0, tol, "gradient");
                 // The no-grad forward and explicit backward give the same.
                 let st = target_stats(x.as_tensor(), &targets, temperature).unwrap();
                 let d = Tensor::stack(&[&a, &b, &a.zeros_like().unwrap()], 1).unwrap();
                 let gx =
                     target_stats_backward(x.as_tensor(), &st, &d, &targets, temperature).unwrap();
-                close(&gx, &g, 1e-12);
+                close(&gx, &g, 1e-12, "explicit backward");
                 let logits = x.as_tensor().copy().unwrap();
                 let gi =
                     target_stats_backward_in_place(logits, &st, &d, &targets, temperature).unwrap();
-                close(&gi, &gx, 0.0);
-                close(&st.narrow(1, 0, 1).unwrap().squeeze(1).unwrap(), &lp, 0.0);
+                close(&gi, &gx, 0.0, "in-place backward");
+                let st_lp = st.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+                close(&st_lp, &lp, 0.0, "stats log-probs");
                 // Host values agree with the tensor values.
                 let (hl, hh) =
                     target_logprobs_entropy_host(x.as_tensor(), &targets, temperature).unwrap();

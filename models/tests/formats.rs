@@ -7,6 +7,7 @@ use std::path::Path;
 use rlvr_models::candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use rlvr_models::candle_core::{DType, Device, Tensor};
 use rlvr_models::gguf::{unpermute_qk, GgufFile};
+use rlvr_models::testing::max_abs_diff;
 use rlvr_models::tokenizers::models::bpe::BPE;
 use rlvr_models::tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use rlvr_models::tokenizers::{AddedToken, Tokenizer};
@@ -86,17 +87,6 @@ fn logits(m: &Model) -> Tensor {
         .unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 fn save(m: &Model, dir: &Path) {
     save_hf_dir(m, &tiny_tokenizer(), None, &[2], dir, DType::F32).unwrap();
 }
@@ -147,7 +137,7 @@ fn round_trip_every_architecture() {
         .unwrap();
         assert_eq!(back.model.config, cfg, "{arch:?}: config round trip");
         assert_eq!(
-            max_diff(&l, &logits(&back.model)),
+            max_abs_diff(&l, &logits(&back.model)),
             0.0,
             "{arch:?}: logits after round trip"
         );
@@ -181,7 +171,7 @@ fn tied_embeddings_share_one_var() {
         .find(|(n, _)| *n == "model.embed_tokens.weight")
         .unwrap();
     emb.set(&(emb.as_tensor() * 2.0).unwrap()).unwrap();
-    assert!(max_diff(&before, &logits(&m)) > 1e-3);
+    assert!(max_abs_diff(&before, &logits(&m)) > 1e-3);
 }
 
 #[test]
@@ -205,7 +195,7 @@ fn bf16_export_loads_back_close() {
         &Device::Cpu,
     )
     .unwrap();
-    let d = max_diff(&logits(&m), &logits(&back.model));
+    let d = max_abs_diff(&logits(&m), &logits(&back.model));
     assert!(d < 2e-2, "bf16 round trip diff {d}");
 }
 
@@ -233,7 +223,7 @@ fn f16_safetensors_load() {
     )
     .unwrap();
     for (name, t) in m.state_dict() {
-        let d = max_diff(&t, &back.model.state_dict()[&name]);
+        let d = max_abs_diff(&t, &back.model.state_dict()[&name]);
         assert!(d < 1e-3, "{name}: f16 round trip differs by {d}");
     }
 }
@@ -282,7 +272,7 @@ fn sharded_loading() {
         &Device::Cpu,
     )
     .unwrap();
-    assert_eq!(max_diff(&logits(&m), &logits(&back.model)), 0.0);
+    assert_eq!(max_abs_diff(&logits(&m), &logits(&back.model)), 0.0);
 }
 
 /// Permute q/k rows the way llama.cpp's converter does (HF → GGUF).
@@ -453,7 +443,7 @@ fn gguf_quant_types_and_qk_unpermute() {
             assert_eq!(loaded.model.config.arch, arch);
             assert!(loaded.model.config.tie_word_embeddings);
             for (name, t) in loaded.model.state_dict() {
-                let d = max_diff(&t, &expected[&name]);
+                let d = max_abs_diff(&t, &expected[&name]);
                 // Row permutation is exact; anything else would be far off.
                 assert!(d < 1e-6, "{arch:?} {quant:?} {name}: {d}");
             }
@@ -465,7 +455,7 @@ fn gguf_quant_types_and_qk_unpermute() {
                 _ => 1e-2,
             };
             for (name, t) in m.state_dict() {
-                let d = max_diff(&t, &loaded.model.state_dict()[&name]);
+                let d = max_abs_diff(&t, &loaded.model.state_dict()[&name]);
                 assert!(
                     d <= tol,
                     "{arch:?} {quant:?} {name}: dequantised differs by {d}"
@@ -491,7 +481,7 @@ fn unpermute_inverts_permute() {
         .reshape((8, 3))
         .unwrap();
     let back = unpermute_qk(&permute_qk(&w, 2), 2).unwrap();
-    assert_eq!(max_diff(&w, &back), 0.0);
+    assert_eq!(max_abs_diff(&w, &back), 0.0);
 }
 
 fn saved_tiny() -> (tempfile::TempDir, Model) {

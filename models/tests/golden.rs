@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use rlvr_models::candle_core::{DType, Device, Tensor, D};
 use rlvr_models::logprobs::log_softmax_f32;
+use rlvr_models::testing::max_abs_diff;
 use rlvr_models::{load_source, Batch, ChatMessage, Forward, LoadedModel, ModelSource};
 use serde_json::Value;
 
@@ -182,15 +183,10 @@ fn inference_mode_matches_train_mode() {
         .unwrap();
     // Compare only the real (unpadded) positions.
     for (i, r) in rows.iter().enumerate() {
-        let d = (a.get(i).unwrap().narrow(0, 0, r.len()).unwrap()
-            - b.get(i).unwrap().narrow(0, 0, r.len()).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+        let d = max_abs_diff(
+            &a.get(i).unwrap().narrow(0, 0, r.len()).unwrap(),
+            &b.get(i).unwrap().narrow(0, 0, r.len()).unwrap(),
+        );
         assert!(d < 1e-4, "row {i}: fused vs composed max diff {d}");
     }
     // Padding does not change a row's logits.
@@ -198,14 +194,10 @@ fn inference_mode_matches_train_mode() {
         .model
         .forward(Batch::padded(&rows[..1], 2), Forward::TRAIN)
         .unwrap();
-    let d = (single.get(0).unwrap() - a.get(0).unwrap().narrow(0, 0, rows[0].len()).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs_diff(
+        &single.get(0).unwrap(),
+        &a.get(0).unwrap().narrow(0, 0, rows[0].len()).unwrap(),
+    );
     assert!(d < 1e-4, "padding changed logits by {d}");
     let _ = Tensor::zeros(1, DType::F32, &Device::Cpu);
 }

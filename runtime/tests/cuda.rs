@@ -209,7 +209,7 @@ fn bf16_engine_logprobs_match_full_scoring() {
     let (mut worst, mut scale) = (0f32, 1f32);
     for c in &got {
         let full = score_completion(&model, c, Forward::INFERENCE);
-        scale = scale.max(max_abs(&full.logits));
+        scale = scale.max(max_abs(&full.logits) as f32);
         for k in 0..c.token_ids.len() {
             worst = worst.max((full.logprobs[k] - c.logprobs[k]).abs());
             worst = worst.max((full.entropies[k] - c.entropies[k]).abs());

@@ -188,6 +188,7 @@ fn summed_grads(
 mod tests {
     use super::*;
     use crate::test_util::{tiny_model, weight_bits};
+    use rlvr_models::testing::{max_abs, max_abs_diff};
 
     #[test]
     fn bench_runs_and_leaves_weights_unchanged() {
@@ -212,14 +213,7 @@ mod tests {
         let mut compared = 0;
         for (a, b) in full.iter().zip(&micro) {
             if let (Some(a), Some(b)) = (a, b) {
-                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-                let d = d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
-                let scale = a.abs().unwrap().max_all().unwrap();
-                let scale = scale
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
+                let (d, scale) = (max_abs_diff(a, b), max_abs(a));
                 assert!(d <= 1e-5 * scale.max(1e-3), "grad diff {d} (scale {scale})");
                 compared += 1;
             }

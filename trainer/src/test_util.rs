@@ -4,6 +4,7 @@
 //! reached from non-test code (it is `cfg(test)`).
 
 use candle_core::{DType, Device, Tensor, D};
+use rlvr_models::testing::f64_bits;
 use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 
 use crate::config::TrainerConfig;
@@ -217,17 +218,6 @@ pub fn random_groups(n_groups: usize, g: usize, seed: u64) -> Vec<ScoredGroup> {
                 })
                 .collect(),
         })
-        .collect()
-}
-
-/// A tensor's values as f64 bit patterns (exact for every float dtype).
-pub fn f64_bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f64>())
-        .expect("f64 values")
-        .into_iter()
-        .map(f64::to_bits)
         .collect()
 }
 

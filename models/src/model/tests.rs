@@ -1,8 +1,8 @@
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use super::{Batch, Forward, Model};
 use crate::config::{Architecture, ModelConfig};
-use crate::testing::{close, randt};
+use crate::testing::{close, f64_bits, randt};
 
 fn tiny(qkv_bias: bool, o_bias: bool, qk_norm: bool, tie: bool) -> ModelConfig {
     ModelConfig {
@@ -85,16 +85,7 @@ fn no_grad_hidden_is_bit_identical() {
         .hidden(padded(&rows), Forward::TRAIN_NO_GRAD)
         .unwrap()
         .states;
-    let bits = |t: &Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
-    };
-    assert_eq!(bits(&a), bits(&b));
+    assert_eq!(f64_bits(&a), f64_bits(&b));
     // Train and Inference numerics agree closely.
     let c = m.hidden(padded(&rows), Forward::INFERENCE).unwrap().states;
     close(&a, &c, 1e-4, "train vs inference hidden");

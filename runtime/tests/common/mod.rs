@@ -2,7 +2,8 @@
 //! that every KV backend is checked with against the full-sequence forward.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
+pub use rlvr_models::testing::max_abs;
 use rlvr_models::{Batch, Forward, Model};
 use rlvr_runtime::block_manager::cache_slot;
 use rlvr_runtime::paged_attention::{KvBackend, StepLayout, TokenSlot};
@@ -57,20 +58,6 @@ pub fn score_completion(model: &Model, c: &Completion, mode: Forward) -> FullSco
         logprobs: logprobs[generated.clone()].to_vec(),
         entropies: entropies[generated].to_vec(),
     }
-}
-
-/// Largest |x| of a tensor, as f32.
-pub fn max_abs(t: &Tensor) -> f32 {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Interleaved, non-contiguous block ids covering each sequence, so block tables really matter.
@@ -134,7 +121,9 @@ pub fn drive(
             .unwrap();
         for (row, &(s, pos)) in positions.iter().enumerate() {
             let want = full.get(s).unwrap().get(pos).unwrap();
-            worst = worst.max(max_abs(&(logits.get(row).unwrap() - want).unwrap()));
+            // The difference is taken in the logits' dtype; f32, f16 and bf16 values are exact
+            // in f32.
+            worst = worst.max(max_abs(&(logits.get(row).unwrap() - want).unwrap()) as f32);
         }
     };
     let longest_prefill = prefill.iter().max().copied().unwrap_or(0);
@@ -155,5 +144,5 @@ pub fn drive(
     }
     let last: Vec<(usize, usize)> = (0..seqs.len()).map(|s| (s, seqs[s].len() - 1)).collect();
     run(last, kv);
-    (worst, max_abs(full))
+    (worst, max_abs(full) as f32)
 }

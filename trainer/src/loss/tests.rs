@@ -3,11 +3,11 @@ use crate::rng::SplitMix64;
 use crate::s2t::{logit_grad_norm_sq, logit_grad_norm_sq_bounds};
 use crate::test_util::log_softmax;
 use candle_core::{Device, Var};
+use rlvr_models::testing::randn_from;
 
 fn logits_var(rows: usize, v: usize, seed: u64) -> Var {
     let mut rng = SplitMix64::new(seed);
-    let data: Vec<f64> = (0..rows * v).map(|_| 2.0 * rng.normal()).collect();
-    Var::from_tensor(&Tensor::from_vec(data, (rows, v), &Device::Cpu).unwrap()).unwrap()
+    Var::from_tensor(&randn_from(&mut rng, &[rows, v], 2.0, DType::F64)).unwrap()
 }
 
 fn gather(lp: &Tensor, targets: &[u32]) -> Tensor {

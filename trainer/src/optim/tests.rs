@@ -2,8 +2,8 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::rng::SplitMix64;
-use crate::test_util::f64_bits;
-use candle_core::{DType, Device};
+use candle_core::DType;
+use rlvr_models::testing::{f64_bits, max_abs_diff, randn_from, values};
 
 const NAMES: [&str; 4] = [
     "model.embed_tokens.weight",
@@ -22,12 +22,7 @@ fn params(dtype: DType) -> Vec<(String, Var)> {
             } else {
                 vec![6, 5]
             };
-            let len: usize = shape.iter().product();
-            let data: Vec<f64> = (0..len).map(|_| rng.normal()).collect();
-            let t = Tensor::from_vec(data, shape, &Device::Cpu)
-                .unwrap()
-                .to_dtype(dtype)
-                .unwrap();
+            let t = randn_from(&mut rng, &shape, 1.0, dtype);
             (n.to_string(), Var::from_tensor(&t).unwrap())
         })
         .collect()
@@ -36,15 +31,7 @@ fn params(dtype: DType) -> Vec<(String, Var)> {
 fn grads(step: u64, ps: &[(String, Var)]) -> Vec<Option<Tensor>> {
     let mut rng = SplitMix64::new(100 + step);
     ps.iter()
-        .map(|(_, v)| {
-            let data: Vec<f64> = (0..v.elem_count()).map(|_| rng.normal()).collect();
-            Some(
-                Tensor::from_vec(data, v.shape(), &Device::Cpu)
-                    .unwrap()
-                    .to_dtype(v.dtype())
-                    .unwrap(),
-            )
-        })
+        .map(|(_, v)| Some(randn_from(&mut rng, v.dims(), 1.0, v.dtype())))
         .collect()
 }
 
@@ -73,20 +60,11 @@ fn adamw_first_step_is_sign_like() {
     opt.step(&g).unwrap();
     // t = 1: m̂ = g, v̂ = g², Δ = −lr·g/(|g| + ε).
     for ((_, v), (b, g)) in ps.iter().zip(before.iter().zip(&g)) {
-        let g = g
-            .as_ref()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let b = b.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let a = v
-            .as_detached_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let (g, b, a) = (
+            values(g.as_ref().unwrap()),
+            values(b),
+            values(&v.as_detached_tensor()),
+        );
         for i in 0..g.len() {
             let expect = b[i] - 1e-2 * g[i] / (g[i].abs() + 1e-8);
             assert!((a[i] - expect).abs() < 1e-14);
@@ -285,8 +263,7 @@ fn dense_weight_decay_moves_skipped_tensors() {
             if p.last_mask == Some(false) {
                 let expect = before[i].affine(1.0 - lr * 0.1, 0.0).unwrap();
                 let got = p.var.as_detached_tensor();
-                let d = (got - expect).unwrap().abs().unwrap().max_all().unwrap();
-                assert!(d.to_scalar::<f64>().unwrap() < 1e-15);
+                assert!(max_abs_diff(&got, &expect) < 1e-15);
                 checked = true;
             }
         }
@@ -320,10 +297,6 @@ fn bf16_weights_keep_an_f32_master_copy() {
 /// in f64 instead of f32, so its weights agree to rounding.
 #[test]
 fn fused_cpu_step_equals_the_composed_ops() {
-    let values = |t: &Tensor| -> Vec<f64> {
-        let t = t.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-        t.to_vec1::<f64>().unwrap()
-    };
     for kind in [
         OptimizerKind::AdamW,
         OptimizerKind::SkipUpdate,

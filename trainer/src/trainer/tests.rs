@@ -10,7 +10,8 @@ use crate::error::TrainerError;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
 use crate::test_util::*;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
+use rlvr_models::testing::{f64_bits, max_abs, max_abs_diff, randn_from, values};
 use rlvr_models::Model;
 
 fn preset_config(loss: LossPreset) -> TrainerConfig {
@@ -32,27 +33,9 @@ fn shift_prox(prep: &mut Prepared) {
     }
 }
 
-fn randn_like(v: &Var, rng: &mut crate::rng::SplitMix64) -> Tensor {
-    let data: Vec<f64> = (0..v.elem_count()).map(|_| rng.normal()).collect();
-    Tensor::from_vec(data, v.shape(), v.device())
-        .unwrap()
-        .to_dtype(v.dtype())
-        .unwrap()
-}
-
-/// `max |x|` of an f64 tensor.
-fn max_abs_of(t: &Tensor) -> f64 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 /// `max |g|` over all gradients.
-fn max_abs(grads: &[Option<Tensor>]) -> f64 {
-    grads.iter().flatten().map(max_abs_of).fold(0.0, f64::max)
+fn max_abs_grad(grads: &[Option<Tensor>]) -> f64 {
+    grads.iter().flatten().map(max_abs).fold(0.0, f64::max)
 }
 
 fn dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
@@ -159,7 +142,7 @@ fn fd_check(model: &Model, cfg: TrainerConfig, reference: Option<Model>, label: 
         model
             .vars()
             .iter()
-            .map(|v| Some(randn_like(v, &mut rng)))
+            .map(|v| Some(randn_from(&mut rng, v.dims(), 1.0, v.dtype())))
             .collect(),
     );
     let a = dot(&grads, &r);
@@ -248,14 +231,14 @@ fn gradient_does_not_depend_on_the_micro_batch_split() {
             results.push((o.loss, o.grads.unwrap()));
         }
         let (l0, g0) = &results[0];
-        let gmax = max_abs(g0);
+        let gmax = max_abs_grad(g0);
         for (l, g) in &results[1..] {
             assert!(
                 (l - l0).abs() <= 1e-6 * l0.abs().max(1e-12),
                 "{preset:?}: {l} vs {l0}"
             );
             for (x, y) in g.iter().zip(g0) {
-                let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
+                let d = max_abs_diff(x.as_ref().unwrap(), y.as_ref().unwrap());
                 assert!(
                     d <= 1e-6 * gmax,
                     "{preset:?}: max diff {d} vs max grad {gmax}"
@@ -299,9 +282,9 @@ fn hand_written_backward_matches_autograd() {
         (b.stats.clipped, b.stats.tokens)
     );
     let (ga, gb) = (a.grads.unwrap(), b.grads.unwrap());
-    let gmax = max_abs(&gb);
+    let gmax = max_abs_grad(&gb);
     for ((x, y), (name, _)) in ga.iter().zip(&gb).zip(model.named_vars()) {
-        let d = max_abs_of(&(x.as_ref().unwrap() - y.as_ref().unwrap()).unwrap());
+        let d = max_abs_diff(x.as_ref().unwrap(), y.as_ref().unwrap());
         assert!(d <= 1e-6 * gmax, "{name}: max diff {d} vs max grad {gmax}");
     }
 }
@@ -326,14 +309,7 @@ fn all_equal_group_gives_zero_loss_and_gradient() {
     assert_eq!((out.s2t_candidates, out.s2t_masked), (0, 0));
     assert_eq!(out.loss, 0.0);
     for g in out.grads.unwrap().iter().flatten() {
-        let m = g
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(m, 0.0);
+        assert_eq!(max_abs(g), 0.0);
     }
     let m = tr.train_step(&groups).unwrap();
     assert_eq!(m.frac_zero_adv_groups, 1.0);
@@ -370,16 +346,7 @@ fn empty_valid_set_skips_the_step() {
     assert_eq!(tr.policy_version(), 0);
     assert_eq!(tr.optimizer().t(), 0);
     for p in tr.optimizer().params() {
-        assert_eq!(
-            p.first_moment
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
-            0.0
-        );
+        assert_eq!(max_abs(&p.first_moment), 0.0);
         assert_eq!(
             p.align_score,
             p.masked.then_some(0.5),
@@ -723,11 +690,7 @@ fn half_weights_train_on_the_autograd_path_with_f32_masters() {
     cfg.proximal = ProximalMode::Rollout;
     cfg.micro_batch_size = 3; // several micro-batches per mini-batch
     let mut tr = Trainer::new(&model, cfg).unwrap();
-    // Exact f32 values of the view (f16 → f32 is exact).
-    let values = |t: &Tensor| -> Vec<f32> {
-        let t = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
-        t.to_vec1::<f32>().unwrap()
-    };
+    // Exact values of the view (f16 → f64 is exact).
     let before = values(&view);
     let m = tr.train_step(&groups).unwrap();
     assert_eq!(m.optimizer_steps, 2);
@@ -742,10 +705,9 @@ fn half_weights_train_on_the_autograd_path_with_f32_masters() {
     for p in tr.optimizer.params() {
         let master = p.master.as_ref().expect("f16 weights keep an f32 master");
         assert_eq!(master.dtype(), DType::F32);
-        let cast = values(&master.to_dtype(DType::F16).unwrap());
-        let var = values(&p.var.as_detached_tensor());
-        let bits = |v: Vec<f32>| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
-        assert_eq!(bits(cast), bits(var), "{}: var = f16(master)", p.name);
+        let cast = f64_bits(&master.to_dtype(DType::F16).unwrap());
+        let var = f64_bits(&p.var.as_detached_tensor());
+        assert_eq!(cast, var, "{}: var = f16(master)", p.name);
     }
 }
 
