@@ -149,6 +149,16 @@ pub(crate) struct Update {
     pub decay: bool,
     /// The decay is part of the masked (multiplied) displacement, else added densely.
     pub decay_masked: bool,
+    /// Which sums the moment pass must return (the rest stay 0).
+    pub sums: SumsNeeded,
+}
+
+/// The sums a tensor's moment pass needs: the displacement norms (the update-ratio statistic),
+/// and also Magma's cosine for a masked Magma tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SumsNeeded {
+    Displacement,
+    All,
 }
 
 /// The sums one tensor's pass returns.
@@ -205,6 +215,7 @@ struct Kernel {
     eps: f32,
     decay_mul: f32,
     decay: Decay,
+    sums: SumsNeeded,
 }
 
 /// Where a tensor's weight decay goes (a loop-invariant, so each case is its own loop).
@@ -258,6 +269,7 @@ impl Kernel {
             eps: cfg.eps as f32,
             decay_mul: (-u.lr * cfg.weight_decay) as f32,
             decay,
+            sums: u.sums,
         }
     }
 
@@ -326,7 +338,7 @@ impl Kernel {
     /// length so that they vectorise; the squares are added into `lanes`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn step_block<const DECAY: u8, const MOVE: u8>(
+    fn step_block<const DECAY: u8, const MOVE: u8, const SUMS: u8>(
         &self,
         theta: &mut [f32; LANES],
         m: &mut [f32; LANES],
@@ -344,12 +356,20 @@ impl Kernel {
         for l in 0..LANES {
             (masked[l], dense[l]) = self.displacement::<DECAY>(theta[l], m[l], v[l]);
         }
+        if SUMS == SUMS_ALL {
+            for l in 0..LANES {
+                lanes[0][l] += m[l] as f64 * grad[l] as f64;
+                lanes[1][l] += m[l] as f64 * m[l] as f64;
+                lanes[2][l] += grad[l] as f64 * grad[l] as f64;
+            }
+        }
         for l in 0..LANES {
-            lanes[0][l] += m[l] as f64 * grad[l] as f64;
-            lanes[1][l] += m[l] as f64 * m[l] as f64;
-            lanes[2][l] += grad[l] as f64 * grad[l] as f64;
             lanes[3][l] += masked[l] as f64 * masked[l] as f64;
-            lanes[4][l] += dense[l] as f64 * dense[l] as f64;
+        }
+        if DECAY == DECAY_DENSE {
+            for l in 0..LANES {
+                lanes[4][l] += dense[l] as f64 * dense[l] as f64;
+            }
         }
         if MOVE != MOVE_KEEP {
             for l in 0..LANES {
@@ -360,7 +380,7 @@ impl Kernel {
 
     /// One chunk of the moment pass: m and v (and θ, unless `MOVE` keeps it) in place; the sums.
     #[inline(always)]
-    fn step_chunk<const DECAY: u8, const MOVE: u8>(
+    fn step_chunk<const DECAY: u8, const MOVE: u8, const SUMS: u8>(
         &self,
         theta: &mut [f32],
         m: &mut [f32],
@@ -379,7 +399,7 @@ impl Kernel {
             .zip(v_blocks)
             .zip(g_blocks);
         for (((th, m), v), g) in blocks {
-            self.step_block::<DECAY, MOVE>(th, m, v, g, mult, &mut lanes);
+            self.step_block::<DECAY, MOVE, SUMS>(th, m, v, g, mult, &mut lanes);
         }
         // The tail, padded to a block: padding elements are zero and add nothing.
         let mut tail = [[0f32; LANES]; 4];
@@ -390,7 +410,7 @@ impl Kernel {
         tail[3][..n].copy_from_slice(g_tail);
         let [mut th, mut m, mut v, g] = tail;
         let mut tail_lanes: LaneSums = [[0.0; LANES]; 5];
-        self.step_block::<DECAY, MOVE>(&mut th, &mut m, &mut v, &g, mult, &mut tail_lanes);
+        self.step_block::<DECAY, MOVE, SUMS>(&mut th, &mut m, &mut v, &g, mult, &mut tail_lanes);
         th_tail.copy_from_slice(&th[..n]);
         m_tail.copy_from_slice(&m[..n]);
         v_tail.copy_from_slice(&v[..n]);
@@ -447,6 +467,8 @@ impl Kernel {
     }
 }
 
+const SUMS_DISPLACEMENT: u8 = 1;
+const SUMS_ALL: u8 = 2;
 const DECAY_NONE: u8 = 0;
 const DECAY_MASKED: u8 = 1;
 const DECAY_DENSE: u8 = 2;
@@ -456,7 +478,7 @@ const MOVE_UNIT: u8 = 2;
 const MOVE_SCALED: u8 = 3;
 
 /// One chunk of the moment pass, for [`vectorized`].
-struct StepChunk<'a, const DECAY: u8, const MOVE: u8> {
+struct StepChunk<'a, const DECAY: u8, const MOVE: u8, const SUMS: u8> {
     kernel: &'a Kernel,
     theta: &'a mut [f32],
     m: &'a mut [f32],
@@ -465,14 +487,14 @@ struct StepChunk<'a, const DECAY: u8, const MOVE: u8> {
     mult: f32,
 }
 
-impl<const DECAY: u8, const MOVE: u8> HotLoop for StepChunk<'_, DECAY, MOVE> {
+impl<const DECAY: u8, const MOVE: u8, const SUMS: u8> HotLoop for StepChunk<'_, DECAY, MOVE, SUMS> {
     type Output = [f64; 5];
 
     #[inline(always)]
     fn run(self) -> [f64; 5] {
         let (theta, m, v, g) = (self.theta, self.m, self.v, self.g);
         self.kernel
-            .step_chunk::<DECAY, MOVE>(theta, m, v, g, self.mult)
+            .step_chunk::<DECAY, MOVE, SUMS>(theta, m, v, g, self.mult)
     }
 }
 
@@ -530,8 +552,8 @@ pub(crate) fn step(
             g: &'a [f32],
             mult: f32,
         }
-        impl Specialized<Sums> for Pass<'_> {
-            fn call<const DECAY: u8, const MOVE: u8>(self) -> Sums {
+        impl Pass<'_> {
+            fn chunks<const DECAY: u8, const MOVE: u8, const SUMS: u8>(self) -> Sums {
                 let chunks: Vec<[f64; 5]> = self
                     .th
                     .par_chunks_mut(CHUNK)
@@ -539,7 +561,7 @@ pub(crate) fn step(
                     .zip(self.v.par_chunks_mut(CHUNK))
                     .zip(self.g.par_chunks(CHUNK))
                     .map(|(((th, m), v), g)| {
-                        vectorized(StepChunk::<DECAY, MOVE> {
+                        vectorized(StepChunk::<DECAY, MOVE, SUMS> {
                             kernel: self.kernel,
                             theta: th,
                             m,
@@ -550,6 +572,14 @@ pub(crate) fn step(
                     })
                     .collect();
                 Sums::total(&chunks)
+            }
+        }
+        impl Specialized<Sums> for Pass<'_> {
+            fn call<const DECAY: u8, const MOVE: u8>(self) -> Sums {
+                match self.kernel.sums {
+                    SumsNeeded::Displacement => self.chunks::<DECAY, MOVE, SUMS_DISPLACEMENT>(),
+                    SumsNeeded::All => self.chunks::<DECAY, MOVE, SUMS_ALL>(),
+                }
             }
         }
         let pass = Pass {

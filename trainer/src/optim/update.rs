@@ -60,14 +60,23 @@ fn update_fused(
     ctx: &StepCtx,
     sums: &mut StepSums,
 ) -> Result<bool> {
+    let needs_cosine = z.is_some() && ctx.cfg.kind == OptimizerKind::Magma;
+    // Plain AdamW would need no sums at all (its update ratio is 1), but measured on an
+    // AVX-512 EPYC the sum-free loop runs ~1.6x slower than the one with the displacement sums
+    // (the compiler schedules the pure streaming loop worse), so AdamW keeps them.
+    let sums_needed = if needs_cosine {
+        fused::SumsNeeded::All
+    } else {
+        fused::SumsNeeded::Displacement
+    };
     let update = fused::Update {
         lr: ctx.lr,
         t: ctx.t,
         clip: ctx.clip,
         decay: p.decay,
         decay_masked,
+        sums: sums_needed,
     };
-    let needs_cosine = z.is_some() && ctx.cfg.kind == OptimizerKind::Magma;
     let known_mult = if needs_cosine {
         None
     } else {
