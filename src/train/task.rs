@@ -318,3 +318,43 @@ pub fn render_question(cfg: &RunConfig, p: &Problem) -> String {
     };
     template.replace("{question}", &p.question)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files written by pyarrow in every codec (scripts/make_parquet_fixtures.py) read as the
+    /// same problems as the bundled JSONL rows they were made from.
+    #[test]
+    fn parquet_reads_every_codec_a_real_writer_produces() {
+        let cfg = RunConfig::default();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parquet");
+        let want: Vec<Problem> = parse_jsonl(GSM8K_TRAIN.as_bytes(), "bundled", &cfg)
+            .unwrap()
+            .into_iter()
+            .take(8)
+            .collect();
+        let codecs = [
+            ("zstd", "ZSTD"),
+            ("gzip", "GZIP"),
+            ("lz4", "LZ4_RAW"),
+            ("brotli", "BROTLI"),
+            ("snappy", "SNAPPY"),
+            ("none", "UNCOMPRESSED"),
+        ];
+        for (codec, in_file) in codecs {
+            let path = fixtures.join(format!("gsm8k_{codec}.parquet"));
+            // The fixture really is compressed that way.
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            use parquet::file::reader::FileReader;
+            let written = reader.metadata().row_group(0).column(0).compression();
+            assert!(
+                format!("{written:?}").starts_with(in_file),
+                "{codec}: {written:?}"
+            );
+            let got = parse_parquet(&path, &cfg).unwrap_or_else(|e| panic!("{codec}: {e:#}"));
+            assert_eq!(got, want, "{codec}");
+        }
+    }
+}
