@@ -52,6 +52,7 @@ impl SamplingArgs {
             stop_token_ids: eos,
             stop_strings: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            record_support: false,
         }
     }
 }
