@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use rlvr_models::{LoadedModel, TextTokenizer};
-use rlvr_runtime::{Completion, Engine, EngineConfig, SamplingParams};
+use rlvr_runtime::{Completion, Engine, EngineConfig, Request, SamplingParams};
 use serde_json::{json, Value};
 
 use crate::common::{input_ids, read_jsonl, ModelArgs};
+use crate::prompt_fit::{fit, OnLongPrompt, Prompt, PromptLimit};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -51,6 +52,7 @@ impl SamplingArgs {
             stop_token_ids: eos,
             stop_strings: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            record_support: false,
         }
     }
 }
@@ -116,6 +118,10 @@ pub struct GenerateArgs {
     /// One JSON line per completion, with token ids, log-probs and entropies.
     #[arg(long)]
     pub json: bool,
+    /// A prompt longer than the model's context (or the KV pool) minus --max-new-tokens: fail
+    /// before generating (default), or leave it out (`prompt_index` keeps counting it).
+    #[arg(long, value_enum, default_value_t = OnLongPrompt::Error)]
+    pub on_long_prompt: OnLongPrompt,
 }
 
 /// Token ids of one prompt line or text.
@@ -135,16 +141,64 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let chat = !args.no_chat;
     let prompts = read_prompts(args, &loaded, chat)?;
     let params = args.sampling.params(loaded.eos_ids());
+    let limit = PromptLimit::new(&loaded.model, &args.engine.config(), params.max_new_tokens)?;
+    let requests = fitting_requests(args, prompts, &params, &limit)?;
+    let index: Vec<usize> = requests.iter().map(|(i, _)| *i).collect();
     let tokenizer = loaded.tokenizer.clone();
     let model = Arc::new(loaded.model);
     let mut engine = Engine::new(model, Some(tokenizer.clone()), args.engine.config())?;
-    let stream = !args.json && prompts.len() == 1 && args.sampling.n == 1;
+    let stream = !args.json && index.len() == 1 && args.sampling.n == 1;
     if stream {
         engine.set_on_token(Some(print_text_deltas(tokenizer)));
     }
-    // Prompt i is seeded with seed + i.
-    let completions = engine.generate_groups(&prompts, args.sampling.n, &params)?;
+    let mut completions = engine.generate(requests.into_iter().map(|(_, r)| r).collect())?;
+    for c in &mut completions {
+        c.request_index = index[c.request_index];
+    }
     print_completions(&completions, args.json, stream)
+}
+
+/// One request per prompt that fits under `limit` (the others fail the command or are left
+/// out, as `--on-long-prompt` says), with its index among all prompts. Prompt i is seeded with
+/// seed + i, whether or not others were left out.
+fn fitting_requests(
+    args: &GenerateArgs,
+    prompts: Vec<Vec<u32>>,
+    params: &SamplingParams,
+    limit: &PromptLimit,
+) -> Result<Vec<(usize, Request)>> {
+    let origin = match &args.prompts {
+        Some(file) => file.display().to_string(),
+        None => "--prompt".to_string(),
+    };
+    let lengths: Vec<Prompt> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Prompt {
+            label: format!("prompt {i}"),
+            tokens: p.len(),
+        })
+        .collect();
+    let keep = fit(&lengths, &origin, "prompts", limit, args.on_long_prompt)?;
+    let requests = prompts.into_iter().enumerate().zip(keep);
+    Ok(requests
+        .filter(|(_, keep)| *keep)
+        .map(|((i, prompt_ids), _)| {
+            let params = SamplingParams {
+                seed: params.seed.wrapping_add(i as u64),
+                ..params.clone()
+            };
+            let n = args.sampling.n;
+            (
+                i,
+                Request {
+                    prompt_ids,
+                    params,
+                    n,
+                },
+            )
+        })
+        .collect())
 }
 
 /// `--prompt TEXT` or the lines of `--prompts FILE.jsonl`, as token ids.

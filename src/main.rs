@@ -9,6 +9,7 @@ mod device_check;
 mod gen_cmds;
 mod hub;
 mod model_cmds;
+mod prompt_fit;
 mod push_cmd;
 mod train;
 mod verify_cmd;

@@ -35,7 +35,7 @@ pub fn push(args: &PushArgs) -> Result<()> {
     }
     let files = collect_files(&args.dir)?;
     let token = Token::from_env()?;
-    let hub = Hub::new(endpoint(), token);
+    let hub = Hub::new(endpoint(), token)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     eprintln!(
         "push: {} files ({}) from {} to {}@{} on {}",

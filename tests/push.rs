@@ -6,17 +6,19 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use fake_hub::FakeHub;
+use fake_hub::{FakeHub, Fault, Misbehave};
 use sha2::{Digest, Sha256};
 use support::run::{run_rlvr, Out};
 
 const TOKEN: &str = "hf_TestTokenDoNotPrint_8c1f2e";
 
-/// `rlvr push` with a clean HF environment (`HOME` pointed at `home`); asserts it never printed
-/// the token.
+/// `rlvr push` with a clean HF environment (`HOME` pointed at `home`) and a 10 ms retry backoff
+/// (unless `env` sets another); asserts it never printed the token.
 fn run_push(home: &Path, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Out {
-    let out = run_rlvr(home, endpoint, env, &[&["push"], args].concat());
+    let env = [&[("RLVR_HUB_BACKOFF_MS", "10")], env].concat();
+    let out = run_rlvr(home, endpoint, &env, &[&["push"], args].concat());
     assert!(
         !out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN),
         "token printed:\n{}\n{}",
@@ -326,6 +328,10 @@ fn assert_server_error(fail_path: &str, code: u16, want_in_msg: &str) {
         "server message not shown:\n{}",
         out.stderr
     );
+    // Neither a refused token nor a failed commit is worth sending again.
+    let st = hub.state();
+    let sent = st.requests.iter().filter(|r| r.path.contains(fail_path));
+    assert_eq!(sent.count(), 1, "{fail_path} sent again after HTTP {code}");
 }
 
 #[test]
@@ -361,4 +367,113 @@ fn unreachable_endpoint_is_a_clear_error() {
         "{}",
         out.stderr
     );
+}
+
+/// Requests to `path` (a part of it) the fake Hub received.
+fn count(hub: &FakeHub, path: &str) -> usize {
+    hub.state()
+        .requests
+        .iter()
+        .filter(|r| r.path.contains(path))
+        .count()
+}
+
+/// A config file and an 11 MiB weights file (an LFS upload) under `dir`.
+fn small_model_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    write_tree(
+        dir,
+        &[
+            ("config.json", b"{}".to_vec()),
+            ("model.safetensors", noise(11 * 1024 * 1024 + 5, 4)),
+        ],
+    )
+}
+
+#[test]
+fn transient_failures_are_retried_with_backoff() {
+    use Misbehave::{Reset, Status};
+    let hub = FakeHub::start_with(
+        TOKEN,
+        None,
+        vec![
+            Fault::new("/api/repos/create", 1, Reset),
+            Fault::new("/preupload/", 2, Status(500, None)),
+            Fault::new("/info/lfs/objects/batch", 1, Status(429, Some(1))),
+            Fault::new("/storage/put/", 2, Reset),
+            Fault::new("/commit/", 1, Status(503, None)),
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let want = small_model_tree(dir.path());
+    let start = Instant::now();
+    let out = run_push(
+        home.path(),
+        &hub.url,
+        &[("HF_TOKEN", TOKEN)],
+        &[dir.path().to_str().unwrap(), "--repo", "dave/m"],
+    );
+    assert!(out.ok, "push failed:\n{}", out.stderr);
+    // The 429's Retry-After: 1 was honoured (the backoff alone is 10 ms).
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    for (path, attempts) in [
+        ("/api/repos/create", 2),
+        ("/preupload/", 3),
+        ("/info/lfs/objects/batch", 2),
+        ("/storage/put/", 3),
+        ("/commit/", 2),
+    ] {
+        assert_eq!(count(&hub, path), attempts, "{path}");
+    }
+    let retries = out.stderr.matches("trying again").count();
+    assert_eq!(retries, 7, "{}", out.stderr);
+    assert!(out.stderr.contains("HTTP 429") && out.stderr.contains("HTTP 500"));
+    let st = hub.state();
+    assert!(st.violations.is_empty(), "{:#?}", st.violations);
+    assert_same_tree(
+        &st.trees[&("dave/m".to_string(), "main".to_string())],
+        &want,
+    );
+}
+
+/// A server that reads each request and never answers: the push fails within a bounded time
+/// (timeout × attempts) and says which call, which step and why, instead of hanging.
+#[test]
+fn a_server_that_never_answers_fails_in_bounded_time() {
+    for (path, step) in [
+        (
+            "/api/models/erin/m/preupload/main",
+            "asking the Hub how to upload each file",
+        ),
+        ("/storage/put/", "uploading model.safetensors"),
+    ] {
+        let hub = FakeHub::start_with(TOKEN, None, vec![Fault::new(path, 99, Misbehave::Hang)]);
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        small_model_tree(dir.path());
+        let start = Instant::now();
+        let out = run_push(
+            home.path(),
+            &hub.url,
+            &[
+                ("HF_TOKEN", TOKEN),
+                ("RLVR_HUB_TIMEOUT_S", "1"),
+                ("RLVR_HUB_RETRIES", "1"),
+            ],
+            &[dir.path().to_str().unwrap(), "--repo", "erin/m"],
+        );
+        let took = start.elapsed();
+        assert!(!out.ok, "{path}: pushed to a server that never answers");
+        assert!(took < Duration::from_secs(30), "{path}: took {took:?}");
+        let url = format!("{}{path}", hub.url);
+        for want in [
+            url.as_str(),
+            step,
+            "no progress for 1 s",
+            "gave up after 2 attempts",
+        ] {
+            assert!(out.stderr.contains(want), "no {want:?} in:\n{}", out.stderr);
+        }
+        assert_eq!(count(&hub, path), 2, "{path}");
+    }
 }

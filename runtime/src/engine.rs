@@ -100,14 +100,8 @@ impl Engine {
             let kv = cuda_kv_cache(&model, &cfg)?;
             return Ok(Self::with_backend(model, tokenizer, cfg, kv));
         }
-        let model_cfg = &model.config;
-        let num_blocks = cfg
-            .num_blocks
-            .unwrap_or_else(|| {
-                cfg.kv_cache_bytes / CpuKvCache::bytes_per_block(model_cfg, cfg.block_size)
-            })
-            .max(1);
-        let kv = CpuKvCache::new(model_cfg, num_blocks, cfg.block_size);
+        let num_blocks = kv_pool_blocks(&model, &cfg)?;
+        let kv = CpuKvCache::new(&model.config, num_blocks, cfg.block_size);
         Ok(Self::with_backend(model, tokenizer, cfg, Box::new(kv)))
     }
 
@@ -207,6 +201,15 @@ impl Engine {
                 "token id {t} is outside the vocabulary ({vocab})"
             )));
         }
+        let context = self.runner.model().config.max_position_embeddings;
+        if req.prompt_ids.len() + req.params.max_new_tokens > context {
+            return Err(RuntimeError::ContextTooLong {
+                index,
+                prompt_tokens: req.prompt_ids.len(),
+                max_new_tokens: req.params.max_new_tokens,
+                context,
+            });
+        }
         let blocks = self.scheduler.blocks();
         let needed = blocks.blocks_for(req.prompt_ids.len() + req.params.max_new_tokens);
         if needed > blocks.num_blocks() {
@@ -220,9 +223,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Run all queued requests to completion; completions ordered by (request, sample).
+    /// Run all queued requests to completion; completions ordered by (request, sample). The
+    /// requests are all checked before any is queued: one that can never run (too long for the
+    /// context or the KV pool) fails the call at once and leaves the engine as it was.
     pub fn generate(&mut self, requests: Vec<Request>) -> Result<Vec<Completion>> {
         let first = self.requests.len();
+        for (i, r) in requests.iter().enumerate() {
+            self.validate(first + i, r)?;
+        }
         for r in requests {
             self.add_request(r)?;
         }
@@ -481,16 +489,34 @@ impl Engine {
 fn cuda_kv_cache(model: &Model, cfg: &EngineConfig) -> Result<Box<dyn KvBackend>> {
     use crate::cuda_backend::CudaKvCache;
     use crate::error::Ctx;
+    let num_blocks = kv_pool_blocks(model, cfg)?;
     let (dtype, device) = (model.dtype(), model.device());
-    let per_block = CudaKvCache::bytes_per_block(&model.config, cfg.block_size, dtype);
-    let budget = match cfg.gpu_memory_fraction {
-        Some(fraction) => kv_budget_from_fraction(fraction, device)?,
-        None => cfg.kv_cache_bytes,
-    };
-    let num_blocks = cfg.num_blocks.unwrap_or(budget / per_block).max(1);
     let kv = CudaKvCache::new(&model.config, num_blocks, cfg.block_size, dtype, device)
         .ctx("allocating the CUDA KV cache")?;
     Ok(Box::new(kv))
+}
+
+/// The KV pool, in blocks, that an engine over `model` with `cfg` gets if it is created now:
+/// `num_blocks`, else as many blocks as the memory budget holds (on CUDA with
+/// `gpu_memory_fraction`, measured now: memory allocated later makes a later pool smaller);
+/// at least one. A request whose prompt and `max_new_tokens` need more than this many blocks
+/// can never run.
+pub fn kv_pool_blocks(model: &Model, cfg: &EngineConfig) -> Result<usize> {
+    #[cfg(feature = "cuda")]
+    if model.device().is_cuda() {
+        use crate::cuda_backend::CudaKvCache;
+        let per_block = CudaKvCache::bytes_per_block(&model.config, cfg.block_size, model.dtype());
+        let budget = match cfg.gpu_memory_fraction {
+            Some(fraction) => kv_budget_from_fraction(fraction, model.device())?,
+            None => cfg.kv_cache_bytes,
+        };
+        return Ok(cfg.num_blocks.unwrap_or(budget / per_block).max(1));
+    }
+    let per_block = CpuKvCache::bytes_per_block(&model.config, cfg.block_size);
+    Ok(cfg
+        .num_blocks
+        .unwrap_or(cfg.kv_cache_bytes / per_block)
+        .max(1))
 }
 
 /// KV budget in bytes for [`EngineConfig::gpu_memory_fraction`] on `device` (CUDA).

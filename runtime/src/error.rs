@@ -28,6 +28,14 @@ pub enum RuntimeError {
         total_mib: u64,
     },
 
+    #[error("request {index}: {prompt_tokens} prompt tokens + max_new_tokens {max_new_tokens} exceed the model's context of {context} tokens (shorten the prompt or lower max_new_tokens)")]
+    ContextTooLong {
+        index: usize,
+        prompt_tokens: usize,
+        max_new_tokens: usize,
+        context: usize,
+    },
+
     #[error("KV cache too small: request {index} needs {needed} blocks of {block_size} tokens but the pool has only {total} (raise the KV memory budget or lower max_new_tokens)")]
     KvTooSmall {
         index: usize,

@@ -24,7 +24,7 @@ pub mod sampler;
 mod scheduler;
 pub mod sequence;
 
-pub use engine::{Engine, EngineConfig, EngineStats};
+pub use engine::{kv_pool_blocks, Engine, EngineConfig, EngineStats};
 pub use error::{Result, RuntimeError};
 pub use sampler::{SamplingParams, TokenChoice};
 pub use sequence::{Completion, FinishReason, Request};

@@ -44,6 +44,9 @@ pub fn generate_naive(
             out.logprobs.push(choice.raw_logprob);
             out.entropies.push(choice.entropy);
             out.policy_versions.push(0);
+            if let Some(support) = choice.support {
+                out.sampling_support.push(support);
+            }
             if !params.ignore_eos && params.stop_token_ids.contains(&choice.token) {
                 out.finish_reason = FinishReason::Eos;
                 done[sample] = true;

@@ -27,6 +27,11 @@ pub struct SamplingParams {
     pub stop_strings: Vec<String>,
     /// Keep generating through EOS (benchmarks).
     pub ignore_eos: bool,
+    /// Record, per token, the ids the sampler kept when it truncated (top-k/top-p/min-p;
+    /// greedy keeps one), so that a trainer can score the same truncated distribution
+    /// (`Completion::sampling_support`). Off by default: the sets can be large.
+    #[serde(default)]
+    pub record_support: bool,
 }
 
 impl Default for SamplingParams {
@@ -41,6 +46,7 @@ impl Default for SamplingParams {
             stop_token_ids: vec![],
             stop_strings: vec![],
             ignore_eos: false,
+            record_support: false,
         }
     }
 }
@@ -75,7 +81,7 @@ impl SamplingParams {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenChoice {
     pub token: u32,
     /// Log-prob under the distribution sampled from (temperature, top-k/p, min-p applied).
@@ -84,6 +90,10 @@ pub struct TokenChoice {
     pub raw_logprob: f32,
     /// Entropy of the model's distribution at temperature 1.
     pub entropy: f32,
+    /// The ids the sampling distribution was renormalised over, ascending (when it truncated
+    /// and `record_support` is set): `sampling_logprob` is the token's log-softmax of
+    /// logits / T over exactly these.
+    pub support: Option<Vec<u32>>,
 }
 
 /// Log-sum-exp of `x * scale` (f64 accumulation).
@@ -117,24 +127,27 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SeqRng) -> Toke
             sampling_logprob: 0.0,
             raw_logprob: raw(token),
             entropy: entropy as f32,
+            support: params.record_support.then(|| vec![token]),
         };
     }
     let uniform = rng.uniform();
     let inv_temperature = 1.0 / params.temperature as f64;
-    let (token, sampling_logprob) = if params.truncates() {
+    let (token, sampling_logprob, support) = if params.truncates() {
         truncated_sample(logits, params, inv_temperature, uniform)
     } else if params.temperature == 1.0 {
         // The sampling distribution is the model's: reuse the exponentials.
         let token = inverse_cdf_of_weights(&exps, uniform);
-        (token, raw(token))
+        (token, raw(token), None)
     } else {
-        tempered_sample(logits, inv_temperature, uniform)
+        let (token, logprob) = tempered_sample(logits, inv_temperature, uniform);
+        (token, logprob, None)
     };
     TokenChoice {
         token,
         sampling_logprob,
         raw_logprob: raw(token),
         entropy: entropy as f32,
+        support,
     }
 }
 
@@ -172,13 +185,14 @@ fn tempered_sample(logits: &[f32], inv_temperature: f64, uniform: f64) -> (u32, 
     )
 }
 
-/// temperature → top-k → top-p → min-p, then sample from the renormalised survivors.
+/// temperature → top-k → top-p → min-p, then sample from the renormalised survivors; the
+/// token, its log-prob among them, and (with `record_support`) the survivors' ids, ascending.
 fn truncated_sample(
     logits: &[f32],
     params: &SamplingParams,
     inv_temperature: f64,
     uniform: f64,
-) -> (u32, f32) {
+) -> (u32, f32, Option<Vec<u32>>) {
     let mut candidates: Vec<u32> = (0..logits.len() as u32).collect();
     let logit_of = |token: &u32| logits[*token as usize];
     let top_k = params.top_k;
@@ -226,7 +240,16 @@ fn truncated_sample(
             break;
         }
     }
-    (candidates[chosen], (probs[chosen] / kept_total).ln() as f32)
+    let support = params.record_support.then(|| {
+        let mut kept = candidates[..keep].to_vec();
+        kept.sort_unstable();
+        kept
+    });
+    (
+        candidates[chosen],
+        (probs[chosen] / kept_total).ln() as f32,
+        support,
+    )
 }
 
 #[cfg(test)]
@@ -282,6 +305,70 @@ mod tests {
             let c = sample(&logits, &p, &mut SeqRng::new(s, 0));
             assert!(c.token == 1 || c.token == 2);
         }
+    }
+
+    /// With `record_support`, the recorded set is a top set of the logits and exactly what the
+    /// sampling log-prob is normalised over; top-p keeps the smallest such set with mass ≥ p.
+    #[test]
+    fn recorded_support_is_what_the_sampling_logprob_normalises_over() {
+        let logits: Vec<f32> = (0..50).map(|i| (i * 37 % 50) as f32 * 0.13 - 2.0).collect();
+        let settings = [(0.9, 0, 0.0, 1.0), (1.0, 5, 0.0, 0.7), (0.8, 10, 0.1, 1.3)];
+        for (top_p, top_k, min_p, temperature) in settings {
+            let p = SamplingParams {
+                temperature,
+                top_p,
+                top_k,
+                min_p,
+                record_support: true,
+                ..Default::default()
+            };
+            let inv_t = 1.0 / temperature as f64;
+            for seed in 0..20 {
+                let c = sample(&logits, &p, &mut SeqRng::new(seed, 0));
+                let support = c.support.expect("recorded");
+                assert!(support.windows(2).all(|w| w[0] < w[1]), "ascending ids");
+                assert!(support.contains(&c.token));
+                let weight = |i: u32| (logits[i as usize] as f64 * inv_t).exp();
+                let z: f64 = support.iter().map(|&i| weight(i)).sum();
+                let want = (weight(c.token) / z).ln();
+                assert!((c.sampling_logprob as f64 - want).abs() < 1e-6);
+                let lowest_kept = support
+                    .iter()
+                    .map(|&i| logits[i as usize])
+                    .fold(f32::MAX, f32::min);
+                let dropped = (0..50u32).filter(|i| !support.contains(i));
+                assert!(dropped.map(|i| logits[i as usize]).all(|x| x < lowest_kept));
+                if top_k == 0 && min_p == 0.0 {
+                    let total: f64 = (0..50u32).map(weight).sum();
+                    assert!(z / total >= top_p as f64);
+                    let smallest = support.iter().map(|&i| weight(i)).fold(f64::MAX, f64::min);
+                    assert!(
+                        (z - smallest) / total < top_p as f64,
+                        "not the smallest set"
+                    );
+                }
+            }
+        }
+        // Nothing is recorded without truncation or without the flag.
+        let full = SamplingParams {
+            record_support: true,
+            ..Default::default()
+        };
+        assert_eq!(sample(&logits, &full, &mut SeqRng::new(1, 0)).support, None);
+        let unrecorded = SamplingParams {
+            top_p: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(
+            sample(&logits, &unrecorded, &mut SeqRng::new(1, 0)).support,
+            None
+        );
+        let greedy = SamplingParams {
+            record_support: true,
+            ..SamplingParams::greedy(1)
+        };
+        let c = sample(&logits, &greedy, &mut SeqRng::new(1, 0));
+        assert_eq!(c.support, Some(vec![c.token]));
     }
 
     #[test]

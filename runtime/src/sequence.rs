@@ -52,6 +52,11 @@ pub struct Completion {
     pub entropies: Vec<f32>,
     /// Policy version of the weights that produced each token.
     pub policy_versions: Vec<u64>,
+    /// Per generated token, the ids its sampling distribution was renormalised over (top-k,
+    /// top-p, min-p), when the request set `record_support`; empty otherwise (and when
+    /// sampling did not truncate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sampling_support: Vec<Vec<u32>>,
     /// Decoded text (special tokens skipped; cut before a stop string).
     pub text: String,
     pub finish_reason: FinishReason,
@@ -71,6 +76,7 @@ impl Completion {
             logprobs: vec![],
             entropies: vec![],
             policy_versions: vec![],
+            sampling_support: vec![],
             text: String::new(),
             finish_reason: FinishReason::Length,
             preempted: false,
@@ -101,6 +107,7 @@ pub(crate) struct Sequence {
     pub logprobs: Vec<f32>,
     pub entropies: Vec<f32>,
     pub versions: Vec<u64>,
+    pub supports: Vec<Vec<u32>>,
     pub preempted: bool,
 }
 
@@ -125,6 +132,7 @@ impl Sequence {
             logprobs: vec![],
             entropies: vec![],
             versions: vec![],
+            supports: vec![],
             preempted: false,
         }
     }
@@ -140,6 +148,9 @@ impl Sequence {
         self.logprobs.push(choice.raw_logprob);
         self.entropies.push(choice.entropy);
         self.versions.push(version);
+        if let Some(support) = &choice.support {
+            self.supports.push(support.clone());
+        }
     }
 
     /// The finished sample, with its decoded `text`.
@@ -153,6 +164,7 @@ impl Sequence {
             logprobs: self.logprobs,
             entropies: self.entropies,
             policy_versions: self.versions,
+            sampling_support: self.supports,
             text,
             finish_reason,
             preempted: self.preempted,

@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use rlvr_models::{Architecture, Batch, Forward, Model, ModelConfig};
 use rlvr_runtime::naive::generate_naive;
 use rlvr_runtime::paged_attention::CpuKvCache;
-use rlvr_runtime::{Engine, EngineConfig, Request, SamplingParams};
+use rlvr_runtime::{kv_pool_blocks, Engine, EngineConfig, Request, RuntimeError, SamplingParams};
 
 mod common;
 use common::{drive, engine_config, prompt, prompts, score_completion};
@@ -241,6 +241,76 @@ fn too_long_request_is_an_error_not_a_hang() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("KV cache too small"), "{err}");
+}
+
+/// A request that can never run (longer than the model's context, or than the KV pool) fails
+/// `generate` before anything is queued or run, with a typed error naming it, and the engine
+/// goes on serving the requests that fit.
+#[test]
+fn requests_that_can_never_run_are_refused_up_front() {
+    let model = tiny(Architecture::Llama);
+    let context = model.config.max_position_embeddings;
+    let request = |len: usize, max_new_tokens: usize| Request {
+        prompt_ids: prompt(len, 1),
+        params: SamplingParams {
+            max_new_tokens,
+            ..Default::default()
+        },
+        n: 2,
+    };
+    let mut e = engine(&model, Some(4096));
+    let err = e
+        .generate(vec![request(10, 4), request(context - 5, 6)])
+        .unwrap_err();
+    match err {
+        RuntimeError::ContextTooLong {
+            index: 1,
+            prompt_tokens,
+            max_new_tokens: 6,
+            context: c,
+        } => assert_eq!((prompt_tokens, c), (context - 5, context)),
+        other => panic!("{other}"),
+    }
+    assert!(!e.has_unfinished(), "the request that fits was queued");
+    assert_eq!(e.stats().steps, 0);
+    // Exactly at the context is fine.
+    let out = e.generate(vec![request(context - 6, 6)]).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].request_index, 0);
+    // 4 blocks of 4 tokens hold 16 tokens.
+    let mut small = engine(&model, Some(4));
+    let err = small
+        .generate(vec![request(6, 2), request(10, 10)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::KvTooSmall {
+                index: 1,
+                needed: 5,
+                total: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!small.has_unfinished());
+    // The pool size callers can check against before creating an engine.
+    assert_eq!(
+        kv_pool_blocks(&model, &common::engine_config(4, 4)).unwrap(),
+        4
+    );
+    let budget = EngineConfig {
+        kv_cache_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let blocks = kv_pool_blocks(&model, &budget).unwrap();
+    assert_eq!(
+        Engine::new(model.clone(), None, budget)
+            .unwrap()
+            .num_blocks(),
+        blocks
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{encode_segment, Auth, Hub, LocalFile};
+use super::{encode_segment, Hub, LocalFile, Repeat};
 
 impl Hub {
     /// Commit `files` (each with whether it went through LFS); the Hub's reply.
@@ -41,7 +41,9 @@ impl Hub {
                 }}));
             }
         }
-        self.call_json("POST", &url, Auth::Hub, "application/x-ndjson", &body)
+        // A commit that reached the Hub may have been applied: sent again only when it cannot
+        // have been (retry.rs).
+        self.call_json("POST", &url, Repeat::Unsent, "application/x-ndjson", &body)
             .with_context(|| format!("committing to {repo}@{rev}"))
     }
 }

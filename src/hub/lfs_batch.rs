@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{human_size, Auth, Hub, LocalFile, CHUNK};
+use super::{human_size, Auth, Hub, LocalFile, Repeat, CHUNK};
 
 impl Hub {
     /// Upload the LFS files' contents (those the Hub does not already have), then verify.
@@ -50,7 +50,7 @@ impl Hub {
             "ref": {"name": rev},
         });
         let resp = self
-            .post_lfs_json(url, Auth::Hub, &body)
+            .post_lfs_json(url, Auth::Hub, Repeat::Safe, &body)
             .context("LFS batch request")?;
         let mut reply = super::read_json(resp, "POST", url)?;
         let listed = match reply.get_mut("objects").map(Value::take) {
@@ -88,7 +88,7 @@ impl Hub {
         if let Some(verify) = actions.and_then(|a| a.get("verify")) {
             let href = action_href(verify)?;
             let body = json!({"oid": file.sha256, "size": file.size});
-            self.post_lfs_json(href, Auth::Hub, &body)
+            self.post_lfs_json(href, Auth::Hub, Repeat::Safe, &body)
                 .with_context(|| format!("verifying the upload of {}", file.rel))?;
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Protocol step 4, the transfer: one LFS upload action, `basic` (one PUT of the file) or
 //! `multipart` (a PUT per part to the numbered URLs of its header, then a completion POST).
-//! Storage URLs are presigned: these requests carry no token.
+//! Storage URLs are presigned: these requests carry no token. Each attempt (retry.rs) reads
+//! the file afresh; a write of the body that makes no progress within the timeout fails it.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use super::lfs_batch::action_href;
-use super::{show_url, Auth, Hub, LocalFile};
+use super::{show_url, Auth, Hub, LocalFile, Repeat};
 
 impl Hub {
     /// One LFS upload action: multipart when its header has a `chunk_size`, else basic.
@@ -37,16 +38,20 @@ impl Hub {
         href: &str,
         header: Option<&Map<String, Value>>,
     ) -> Result<()> {
-        let mut req = self.request("PUT", href, Auth::None, &[]);
-        for (key, value) in header.into_iter().flatten() {
-            if let Some(value) = value.as_str() {
-                req = req.set(key, value);
-            }
-        }
-        req = req.set("Content-Length", &file.size.to_string());
-        let body =
-            File::open(&file.abs).with_context(|| format!("opening {}", file.abs.display()))?;
-        req.send(body).map_err(|e| self.error("PUT", href, e))?;
+        let size = file.size.to_string();
+        let mut headers: Vec<(&str, &str)> = header
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)))
+            .collect();
+        headers.push(("Content-Length", &size));
+        // Opened once up front so that a missing file is reported as such, not retried.
+        File::open(&file.abs).with_context(|| format!("opening {}", file.abs.display()))?;
+        self.send("PUT", href, Repeat::Safe, || {
+            let body = File::open(&file.abs)?;
+            self.request("PUT", href, Auth::None, &headers).send(body)
+        })
+        .map_err(|f| self.error("PUT", href, f))?;
         Ok(())
     }
 
@@ -73,25 +78,24 @@ impl Hub {
             done.push(json!({"partNumber": number, "etag": etag}));
         }
         let body = json!({"oid": file.sha256, "parts": done});
-        self.post_lfs_json(href, Auth::None, &body)
+        self.post_lfs_json(href, Auth::None, Repeat::Unsent, &body)
             .context("completing the multipart upload")?;
         Ok(())
     }
 
     /// PUT `len` bytes of the file from `start`: the part's ETag (empty when none came back).
     fn upload_part(&self, file: &LocalFile, url: &str, start: u64, len: u64) -> Result<String> {
-        let mut body =
-            File::open(&file.abs).with_context(|| format!("opening {}", file.abs.display()))?;
-        body.seek(SeekFrom::Start(start))?;
+        File::open(&file.abs).with_context(|| format!("opening {}", file.abs.display()))?;
+        let length = len.to_string();
+        let headers = [("Content-Length", length.as_str())];
         let resp = self
-            .request(
-                "PUT",
-                url,
-                Auth::None,
-                &[("Content-Length", &len.to_string())],
-            )
-            .send(body.take(len))
-            .map_err(|e| self.error("PUT", url, e))?;
+            .send("PUT", url, Repeat::Safe, || {
+                let mut body = File::open(&file.abs)?;
+                body.seek(SeekFrom::Start(start))?;
+                self.request("PUT", url, Auth::None, &headers)
+                    .send(body.take(len))
+            })
+            .map_err(|f| self.error("PUT", url, f))?;
         Ok(resp.header("etag").unwrap_or_default().to_string())
     }
 }

@@ -20,8 +20,15 @@
 //! endpoint, never to the presigned LFS storage URLs, and is never printed: error messages are
 //! built here and scrubbed of it.
 //!
+//! Every call has bounded timeouts and is retried with backoff on 429, 5xx and connection
+//! failures (retry.rs: the policy, and the `RLVR_HUB_*` variables that tune it).
+//!
 //! This module owns requests, replies and their errors; it must not know the `rlvr push`
 //! command's flags or output.
+
+// ureq 2's `Error` (272 bytes, a whole `Response` in its `Status` variant) is what every call
+// returns and what the retry loop inspects; boxing it at each call buys nothing on this path.
+#![allow(clippy::result_large_err)]
 
 mod commit;
 mod files;
@@ -29,16 +36,17 @@ mod lfs_batch;
 mod lfs_transfer;
 mod preupload;
 mod repo;
+mod retry;
 mod token;
 
 use std::io::Read;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 pub use files::{collect_files, human_size, LocalFile};
 pub use preupload::UploadMode;
+use retry::{Policy, Repeat, Verdict};
 pub use token::Token;
 
 /// The public Hub, used when `HF_ENDPOINT` is not set.
@@ -51,11 +59,21 @@ const LFS_CONTENT_TYPE: &str = "application/vnd.git-lfs+json";
 
 pub struct Hub {
     agent: ureq::Agent,
+    policy: Policy,
     pub endpoint: String,
     token: Token,
 }
 
+/// A call that failed on its last attempt.
+struct Failed {
+    err: ureq::Error,
+    attempts: u32,
+    /// The server asked to wait this long before trying again, which is too long.
+    retry_after: Option<std::time::Duration>,
+}
+
 /// What to put on a request besides the body.
+#[derive(Clone, Copy)]
 enum Auth {
     /// `Authorization: Bearer <token>`: requests to the Hub itself.
     Hub,
@@ -72,18 +90,15 @@ pub fn endpoint() -> String {
 }
 
 impl Hub {
-    pub fn new(endpoint: String, token: Token) -> Hub {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(600))
-            .timeout_write(Duration::from_secs(600))
-            .user_agent(concat!("rlvr/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Hub {
-            agent,
+    /// A client of the Hub at `endpoint`, with the timeouts and retries of the environment.
+    pub fn new(endpoint: String, token: Token) -> Result<Hub> {
+        let policy = Policy::from_env()?;
+        Ok(Hub {
+            agent: policy.agent(),
+            policy,
             endpoint,
             token,
-        }
+        })
     }
 
     fn request(
@@ -103,25 +118,80 @@ impl Hub {
         req
     }
 
+    /// Run `attempt` until it succeeds, fails for good, or the retries are used up, waiting
+    /// between attempts as the policy says (retry.rs).
+    fn send<T>(
+        &self,
+        method: &str,
+        url: &str,
+        repeat: Repeat,
+        mut attempt: impl FnMut() -> Result<T, ureq::Error>,
+    ) -> Result<T, Failed> {
+        let mut attempts = 1;
+        loop {
+            let err = match attempt() {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            let retry_after = match retry::verdict(&err, repeat) {
+                Verdict::Retry { retry_after } if attempts <= self.policy.retries => retry_after,
+                Verdict::TooLong(wait) => {
+                    let retry_after = Some(wait);
+                    return Err(Failed {
+                        err,
+                        attempts,
+                        retry_after,
+                    });
+                }
+                _ => {
+                    let retry_after = None;
+                    return Err(Failed {
+                        err,
+                        attempts,
+                        retry_after,
+                    });
+                }
+            };
+            let wait = self.policy.delay(attempts, retry_after);
+            eprintln!(
+                "push: {method} {} failed ({}); trying again in {:.1} s ({} of {} attempts)",
+                show_url(url),
+                short_reason(&err),
+                wait.as_secs_f64(),
+                attempts + 1,
+                self.policy.retries + 1
+            );
+            std::thread::sleep(wait);
+            attempts += 1;
+        }
+    }
+
     /// A POST of a JSON body in the LFS media type (batch, verify, multipart completion).
-    fn post_lfs_json(&self, url: &str, auth: Auth, body: &Value) -> Result<ureq::Response> {
-        self.request(
-            "POST",
-            url,
-            auth,
-            &[
-                ("Content-Type", LFS_CONTENT_TYPE),
-                ("Accept", LFS_CONTENT_TYPE),
-            ],
-        )
-        .send_bytes(body.to_string().as_bytes())
-        .map_err(|e| self.error("POST", url, e))
+    fn post_lfs_json(
+        &self,
+        url: &str,
+        auth: Auth,
+        repeat: Repeat,
+        body: &Value,
+    ) -> Result<ureq::Response> {
+        let headers = [
+            ("Content-Type", LFS_CONTENT_TYPE),
+            ("Accept", LFS_CONTENT_TYPE),
+        ];
+        let body = body.to_string();
+        self.send("POST", url, repeat, || {
+            self.request("POST", url, auth, &headers)
+                .send_bytes(body.as_bytes())
+        })
+        .map_err(|f| self.error("POST", url, f))
     }
 
     /// Turn a failed call into an error naming the method, URL (sans query) and status, with
-    /// the Hub's own message when it sent one; the token is scrubbed out of all of it.
-    fn error(&self, method: &str, url: &str, err: ureq::Error) -> anyhow::Error {
-        let msg = match err {
+    /// the Hub's own message when it sent one, and how many attempts were made; the token is
+    /// scrubbed out of all of it.
+    fn error(&self, method: &str, url: &str, failed: Failed) -> anyhow::Error {
+        let timed_out = retry::is_timeout(&failed.err);
+        let mut msg = match failed.err {
             ureq::Error::Status(code, resp) => {
                 let status_text = resp.status_text().to_string();
                 let body = read_error_body(resp);
@@ -143,33 +213,63 @@ impl Hub {
             }
             ureq::Error::Transport(t) => {
                 let detail = t.message().map(|m| format!(": {m}")).unwrap_or_default();
-                format!("{method} {} failed: {}{detail}", show_url(url), t.kind())
+                let cause = std::error::Error::source(&t)
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!(
+                    "{method} {} failed: {}{detail}{cause}",
+                    show_url(url),
+                    t.kind()
+                )
             }
         };
+        if timed_out {
+            msg.push_str(&format!(
+                "; no progress for {} s (RLVR_HUB_TIMEOUT_S sets the limit)",
+                self.policy.timeout.as_secs_f64()
+            ));
+        }
+        if let Some(wait) = failed.retry_after {
+            msg.push_str(&format!(
+                "; the server asks to wait {:.0} s before trying again",
+                wait.as_secs_f64()
+            ));
+        }
+        if failed.attempts > 1 {
+            msg.push_str(&format!("; gave up after {} attempts", failed.attempts));
+        }
         anyhow!(self.token.scrub(&msg))
     }
 
+    /// A JSON call to the Hub; its reply's JSON.
     fn call_json(
         &self,
         method: &str,
         url: &str,
-        auth: Auth,
+        repeat: Repeat,
         content_type: &str,
         body: &[u8],
     ) -> Result<Value> {
+        let headers = [
+            ("Content-Type", content_type),
+            ("Accept", "application/json"),
+        ];
         let resp = self
-            .request(
-                method,
-                url,
-                auth,
-                &[
-                    ("Content-Type", content_type),
-                    ("Accept", "application/json"),
-                ],
-            )
-            .send_bytes(body)
-            .map_err(|e| self.error(method, url, e))?;
+            .send(method, url, repeat, || {
+                self.request(method, url, Auth::Hub, &headers)
+                    .send_bytes(body)
+            })
+            .map_err(|f| self.error(method, url, f))?;
         read_json(resp, method, url)
+    }
+}
+
+/// A failure in a few words, for the line that says it will be retried.
+fn short_reason(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::Status(code, _) => format!("HTTP {code}"),
+        ureq::Error::Transport(t) if retry::is_timeout(err) => format!("{}: timed out", t.kind()),
+        ureq::Error::Transport(t) => t.kind().to_string(),
     }
 }
 

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{encode_segment, Auth, Hub, LocalFile, CHUNK};
+use super::{encode_segment, Hub, LocalFile, Repeat, CHUNK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {
@@ -41,7 +41,13 @@ impl Hub {
                 .collect();
             let body = json!({"files": list}).to_string();
             let reply = self
-                .call_json("POST", &url, Auth::Hub, "application/json", body.as_bytes())
+                .call_json(
+                    "POST",
+                    &url,
+                    Repeat::Safe,
+                    "application/json",
+                    body.as_bytes(),
+                )
                 .context("asking the Hub how to upload each file")?;
             let listed = reply
                 .get("files")

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{encode_segment, Auth, Hub};
+use super::{encode_segment, Auth, Failed, Hub, Repeat};
 
 impl Hub {
     /// Create the model repo; `Ok(false)` when it already exists.
@@ -34,16 +34,21 @@ impl Hub {
         Ok(())
     }
 
-    /// POST a creation request: `Ok(true)` when created, `Ok(false)` on 409 (it exists).
+    /// POST a creation request: `Ok(true)` when created, `Ok(false)` on 409 (it exists; also
+    /// what a retry of a creation whose reply was lost gets).
     fn create(&self, url: &str, body: &[u8]) -> Result<bool> {
         let headers = [("Content-Type", "application/json")];
-        match self
-            .request("POST", url, Auth::Hub, &headers)
-            .send_bytes(body)
-        {
+        let sent = self.send("POST", url, Repeat::Safe, || {
+            self.request("POST", url, Auth::Hub, &headers)
+                .send_bytes(body)
+        });
+        match sent {
             Ok(_) => Ok(true),
-            Err(ureq::Error::Status(409, _)) => Ok(false),
-            Err(e) => Err(self.error("POST", url, e)),
+            Err(Failed {
+                err: ureq::Error::Status(409, _),
+                ..
+            }) => Ok(false),
+            Err(failed) => Err(self.error("POST", url, failed)),
         }
     }
 }

@@ -11,6 +11,8 @@ use rlvr_trainer::{LossPreset, LrSchedule, OptimizerKind, TrainerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::prompt_fit::OnLongPrompt;
+
 /// The built-in synthetic arithmetic task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -94,6 +96,9 @@ pub struct RunConfig {
     pub max_new_tokens: usize,
     pub temperature: f32,
     pub top_p: f32,
+    /// A prompt longer than the model's context (or the KV pool) minus `max_new_tokens`:
+    /// `error` (fail before the run starts, naming it) or `skip` (leave it out, with a count).
+    pub on_long_prompt: OnLongPrompt,
     /// Generation may run ahead of training by this many train steps (0 = on-policy).
     pub max_staleness: u64,
     pub seed: u64,
@@ -152,6 +157,7 @@ impl Default for RunConfig {
             max_new_tokens: 48,
             temperature: 1.0,
             top_p: 1.0,
+            on_long_prompt: OnLongPrompt::Error,
             max_staleness: 0,
             seed: 0,
             shuffle: true,

@@ -76,12 +76,7 @@ impl Evaluator {
         cfg: &RunConfig,
         eos: &[u32],
     ) -> Result<EvalResult> {
-        let engine = EngineConfig {
-            // A second pool beside the generator's: a fixed size, not a share of the GPU.
-            kv_cache_bytes: (cfg.engine.kv_cache_mb << 20) / 2,
-            gpu_memory_fraction: None,
-            ..cfg.engine_config()
-        };
+        let engine = engine_config(cfg);
         let spec = EvalSpec {
             prompts: &self.prompts,
             problems: &self.problems,
@@ -93,6 +88,16 @@ impl Evaluator {
             verifier: &cfg.verifier(),
         };
         evaluate(model, tokenizer, engine, &spec)
+    }
+}
+
+/// The evaluator's engine: a second pool beside the generator's, of a fixed size (half of
+/// `engine.kv_cache_mb`), not a share of the GPU.
+pub fn engine_config(cfg: &RunConfig) -> EngineConfig {
+    EngineConfig {
+        kv_cache_bytes: (cfg.engine.kv_cache_mb << 20) / 2,
+        gpu_memory_fraction: None,
+        ..cfg.engine_config()
     }
 }
 

@@ -35,6 +35,7 @@ use run_dir::RunDir;
 use task::Dataset;
 
 use crate::common::ModelArgs;
+use crate::prompt_fit::{OnLongPrompt, PromptLimit};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TrainArgs {
@@ -77,6 +78,10 @@ pub struct TrainArgs {
     /// Overwrite a run directory that holds another run.
     #[arg(long)]
     pub force: bool,
+    /// A prompt longer than the model's context (or the KV pool) minus max_new_tokens: fail
+    /// before the run starts (default), or leave it out.
+    #[arg(long, value_enum)]
+    pub on_long_prompt: Option<OnLongPrompt>,
     /// Set any config key: `--set trainer.num_minibatches=2 --set task.digits=2`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -101,6 +106,7 @@ impl TrainArgs {
             ("seed", flag(&self.seed)),
             ("max_staleness", flag(&self.max_staleness)),
             ("device", flag(&self.device)),
+            ("on_long_prompt", flag(&self.on_long_prompt)),
         ];
         let set_by_flags = flags
             .into_iter()
@@ -128,6 +134,29 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let started = Instant::now();
     let end = step_loop::run_steps(&mut run, &pipeline, start, &stop, args.stop_after, started)?;
     finish::finish(run, pipeline, end, started)
+}
+
+/// The run's data, its prompts checked against the model's context and the KV pools of the
+/// generator (training prompts, when `train` is set) and of the evaluator (held-out prompts),
+/// before anything runs (`on_long_prompt`).
+pub(crate) fn load_dataset(
+    cfg: &RunConfig,
+    loaded: &rlvr_models::LoadedModel,
+    train: bool,
+) -> Result<Dataset> {
+    let model = &loaded.model;
+    let eval_limit = PromptLimit::new(model, &eval::engine_config(cfg), cfg.max_new_tokens)?;
+    let train_limit = match train {
+        true => Some(PromptLimit::new(
+            model,
+            &cfg.engine_config(),
+            cfg.max_new_tokens,
+        )?),
+        false => None,
+    };
+    let mut dataset = Dataset::load(cfg)?;
+    dataset.fit_prompts(&loaded.tokenizer, cfg, train_limit.as_ref(), &eval_limit)?;
+    Ok(dataset)
 }
 
 #[derive(clap::Args, Debug)]
@@ -161,7 +190,7 @@ pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
     }
     let cfg = RunConfig::build(None, &overrides)?;
     let loaded = args.model.load()?;
-    let dataset = Dataset::load(&cfg)?;
+    let dataset = load_dataset(&cfg, &loaded, false)?;
     let evaluator = Evaluator::new(&dataset, &loaded.tokenizer, &cfg)?;
     let eos = loaded.eos_ids();
     let model = Arc::new(loaded.model);

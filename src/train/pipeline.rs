@@ -229,6 +229,8 @@ fn batch_requests(spec: &GeneratorSpec, batch: u64, problems: &[Problem]) -> Res
                     seed: seed_for(cfg.seed, batch, index),
                     max_new_tokens: cfg.max_new_tokens,
                     stop_token_ids: spec.eos.clone(),
+                    // With top_p < 1 the trainer scores the same truncated distribution.
+                    record_support: true,
                     ..Default::default()
                 },
                 n: cfg.group_size,
@@ -253,6 +255,7 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
             raw_logprobs: completion.logprobs,
             entropies: completion.entropies,
             policy_versions: completion.policy_versions,
+            sampling_support: completion.sampling_support,
             reward: grade.reward,
             finish_reason: completion.finish_reason.as_str().to_string(),
         });

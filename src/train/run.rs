@@ -54,7 +54,7 @@ impl Run {
                 cfg.model
             );
         }
-        let dataset = Arc::new(Dataset::load(&cfg)?);
+        let dataset = Arc::new(super::load_dataset(&cfg, &loaded, true)?);
         let evaluator = Evaluator::new(&dataset, &loaded.tokenizer, &cfg)?;
         let eos = loaded.eos_ids();
         let model = Arc::new(loaded.model);

@@ -3,7 +3,7 @@
 //! resumed run sees the same prompts), and how a problem becomes a prompt.
 //!
 //! It must not know about generation, grading or training: it hands out problems and gold
-//! answers.
+//! answers, and leaves out those whose prompts are too long for the limits it is given.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -13,6 +13,7 @@ use rlvr_verifier::{extract_gold, GoldFormat};
 use serde_json::Value;
 
 use super::config::{RunConfig, TaskConfig};
+use crate::prompt_fit::{fit, preview, OnLongPrompt, Prompt, PromptLimit};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -275,6 +276,94 @@ impl Dataset {
     }
 }
 
+/// Built-in training problems whose prompts are checked up front: they all have one form, so
+/// the first ones stand for the rest.
+const ARITHMETIC_CHECKED: u64 = 1024;
+
+impl Dataset {
+    /// Check the prompts against their limits before anything runs (`on_long_prompt`): the
+    /// training prompts (when `train` is given: all of a dataset's, the first of the built-in
+    /// task's) and the held-out prompts that will be evaluated. Skipped problems leave the
+    /// dataset; the built-in task's are never skipped (they are all alike: the limit is wrong).
+    pub fn fit_prompts(
+        &mut self,
+        tok: &rlvr_models::TextTokenizer,
+        cfg: &RunConfig,
+        train: Option<&PromptLimit>,
+        eval: &PromptLimit,
+    ) -> Result<()> {
+        let origin = |spec: &str| match spec {
+            "gsm8k" | "arithmetic" => format!("the {spec} data"),
+            path => path.to_string(),
+        };
+        let eval_origin = origin(cfg.eval_data.as_deref().unwrap_or(&cfg.data));
+        match self {
+            Dataset::Arithmetic { task, seed } => {
+                let n = (cfg.max_steps * cfg.prompts_per_step as u64).min(ARITHMETIC_CHECKED);
+                let (origin, policy) = ("the arithmetic task", OnLongPrompt::Error);
+                if let Some(limit) = train {
+                    let problems = (0..n).map(|i| arithmetic_problem(task, *seed, i));
+                    let what = "training prompts";
+                    fit(&labelled(tok, cfg, problems)?, origin, what, limit, policy)?;
+                }
+                let problems = (0..cfg.eval_size as u64).map(|i| Problem {
+                    id: i,
+                    ..arithmetic_problem(task, *seed, EVAL_STREAM + i)
+                });
+                let what = "held-out prompts";
+                fit(&labelled(tok, cfg, problems)?, origin, what, eval, policy)?;
+            }
+            Dataset::List {
+                train: items,
+                eval: held_out,
+            } => {
+                if let Some(limit) = train {
+                    let what = "training prompts";
+                    keep_fitting(items, tok, cfg, &origin(&cfg.data), what, limit)?;
+                }
+                // Only the first eval_size are evaluated; with `skip`, later ones stand in.
+                if cfg.on_long_prompt == OnLongPrompt::Error {
+                    held_out.truncate(cfg.eval_size);
+                }
+                keep_fitting(held_out, tok, cfg, &eval_origin, "held-out prompts", eval)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keep the problems of `items` whose prompts fit under `limit` (or fail, as configured).
+fn keep_fitting(
+    items: &mut Vec<Problem>,
+    tok: &rlvr_models::TextTokenizer,
+    cfg: &RunConfig,
+    origin: &str,
+    what: &str,
+    limit: &PromptLimit,
+) -> Result<()> {
+    let prompts = labelled(tok, cfg, items.iter().cloned())?;
+    let keep = fit(&prompts, origin, what, limit, cfg.on_long_prompt)?;
+    let mut keep = keep.into_iter();
+    items.retain(|_| keep.next().unwrap_or(false));
+    Ok(())
+}
+
+/// Each problem's prompt length, labelled by its item index and the start of its question.
+fn labelled(
+    tok: &rlvr_models::TextTokenizer,
+    cfg: &RunConfig,
+    problems: impl Iterator<Item = Problem>,
+) -> Result<Vec<Prompt>> {
+    problems
+        .map(|p| {
+            Ok(Prompt {
+                label: format!("item {} ({:?})", p.id, preview(&p.question, 30)),
+                tokens: encode_problem(tok, cfg, &p)?.len(),
+            })
+        })
+        .collect()
+}
+
 /// Position `i` of a seeded permutation of `0..n` (a Fisher–Yates shuffle computed on demand).
 fn permuted(i: u64, n: u64, seed: u64) -> u64 {
     // n is small (datasets): materialise the permutation once per call site cheaply enough by
@@ -317,4 +406,44 @@ pub fn render_question(cfg: &RunConfig, p: &Problem) -> String {
         super::config::DATASET_TEMPLATE
     };
     template.replace("{question}", &p.question)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files written by pyarrow in every codec (scripts/make_parquet_fixtures.py) read as the
+    /// same problems as the bundled JSONL rows they were made from.
+    #[test]
+    fn parquet_reads_every_codec_a_real_writer_produces() {
+        let cfg = RunConfig::default();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parquet");
+        let want: Vec<Problem> = parse_jsonl(GSM8K_TRAIN.as_bytes(), "bundled", &cfg)
+            .unwrap()
+            .into_iter()
+            .take(8)
+            .collect();
+        let codecs = [
+            ("zstd", "ZSTD"),
+            ("gzip", "GZIP"),
+            ("lz4", "LZ4_RAW"),
+            ("brotli", "BROTLI"),
+            ("snappy", "SNAPPY"),
+            ("none", "UNCOMPRESSED"),
+        ];
+        for (codec, in_file) in codecs {
+            let path = fixtures.join(format!("gsm8k_{codec}.parquet"));
+            // The fixture really is compressed that way.
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            use parquet::file::reader::FileReader;
+            let written = reader.metadata().row_group(0).column(0).compression();
+            assert!(
+                format!("{written:?}").starts_with(in_file),
+                "{codec}: {written:?}"
+            );
+            let got = parse_parquet(&path, &cfg).unwrap_or_else(|e| panic!("{codec}: {e:#}"));
+            assert_eq!(got, want, "{codec}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::http::{sha_hex, Listener, Request, Response, Server};
+use crate::support::http::{sha_hex, Listener, Request, Response, Server, NO_REPLY};
 
 const LIFETIME: Duration = Duration::from_secs(180);
 /// Files at least this big go through LFS (the Hub's 10 MiB rule).
@@ -59,10 +59,48 @@ struct Config {
     /// Answer requests whose path contains `.0` with status `.1` (and an error body that
     /// echoes the Authorization header back, to check the client never prints it).
     fail: Option<(String, u16)>,
+    faults: Vec<Fault>,
 }
+
+/// How a faulty endpoint misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub enum Misbehave {
+    /// An error status, with `Retry-After` seconds when given.
+    Status(u16, Option<u32>),
+    /// Read the request, then close the connection without a reply.
+    Reset,
+    /// Read the request and never answer (the connection is closed after `HANG`).
+    Hang,
+}
+
+/// The first `times` requests whose path contains `path` misbehave; later ones are served.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub path: String,
+    pub times: usize,
+    pub how: Misbehave,
+}
+
+impl Fault {
+    pub fn new(path: &str, times: usize, how: Misbehave) -> Fault {
+        Fault {
+            path: path.to_string(),
+            times,
+            how,
+        }
+    }
+}
+
+/// How long a hanging endpoint holds a connection before closing it unanswered.
+const HANG: Duration = Duration::from_secs(60);
 
 impl FakeHub {
     pub fn start(token: &str, fail: Option<(&str, u16)>) -> FakeHub {
+        FakeHub::start_with(token, fail, vec![])
+    }
+
+    /// A fake Hub whose endpoints misbehave as `faults` say.
+    pub fn start_with(token: &str, fail: Option<(&str, u16)>, faults: Vec<Fault>) -> FakeHub {
         let listener = Listener::bind();
         let url = listener.url.clone();
         let state = Arc::new(Mutex::new(State::default()));
@@ -70,6 +108,7 @@ impl FakeHub {
             base: url.clone(),
             token: token.to_string(),
             fail: fail.map(|(p, c)| (p.to_string(), c)),
+            faults,
         };
         let st = state.clone();
         let server = listener.serve(LIFETIME, "application/json", move |req| {
@@ -96,6 +135,10 @@ fn handle(req: Result<Request, String>, state: &Mutex<State>, cfg: &Config) -> R
                 path: req.path.clone(),
                 authorization: req.headers.get("authorization").cloned(),
             });
+            if let Some(how) = fault(&req, &st, cfg) {
+                drop(st);
+                return misbehave(how);
+            }
             match &cfg.fail {
                 Some((pat, code)) if req.path.contains(pat.as_str()) => {
                     let echo = req
@@ -118,6 +161,37 @@ fn handle(req: Result<Request, String>, state: &Mutex<State>, cfg: &Config) -> R
                 .violations
                 .push(format!("unreadable request: {e}"));
             reply(400, json!({"error": e}))
+        }
+    }
+}
+
+/// The misbehaviour due for `req` (already counted in `st.requests`), if any.
+fn fault(req: &Request, st: &State, cfg: &Config) -> Option<Misbehave> {
+    let f = cfg
+        .faults
+        .iter()
+        .find(|f| req.path.contains(f.path.as_str()))?;
+    let seen = st
+        .requests
+        .iter()
+        .filter(|r| r.path.contains(f.path.as_str()))
+        .count();
+    (seen <= f.times).then_some(f.how)
+}
+
+fn misbehave(how: Misbehave) -> Response {
+    match how {
+        Misbehave::Status(code, retry_after) => {
+            let resp = reply(code, json!({"error": "fake transient failure"}));
+            match retry_after {
+                Some(s) => resp.header("Retry-After", s.to_string()),
+                None => resp,
+            }
+        }
+        Misbehave::Reset => Response::new(NO_REPLY, vec![]),
+        Misbehave::Hang => {
+            std::thread::sleep(HANG);
+            Response::new(NO_REPLY, vec![])
         }
     }
 }

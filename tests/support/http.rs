@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+/// A [`Response`] status that closes the connection without a reply (a reset, to the client).
+pub const NO_REPLY: u16 = 0;
 /// Request bodies bigger than this are refused as unreadable.
 const MAX_BODY: usize = 64 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,6 +38,7 @@ impl Request {
 }
 
 pub struct Response {
+    /// [`NO_REPLY`]: close the connection without answering.
     pub status: u16,
     /// Sent after `Content-Type`, `Content-Length` and `Connection`.
     pub headers: Vec<(String, String)>,
@@ -172,6 +175,10 @@ fn serve(
     stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
     stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
     let resp = handler(read_request(&stream));
+    if resp.status == NO_REPLY {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let mut out = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,

@@ -177,7 +177,7 @@ fn summed_grads(
     let mut acc: Vec<Option<Tensor>> = vec![None; model.vars().len()];
     for chunk in rows.chunks(micro_rows.max(1)) {
         let prompt_lens = vec![1; chunk.len()];
-        let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false)?;
+        let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false, &[])?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
         accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }

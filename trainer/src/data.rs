@@ -24,6 +24,12 @@ pub struct ScoredSample {
     /// Policy version that produced each token. May be empty (staleness metrics then skip it).
     #[serde(default)]
     pub policy_versions: Vec<u64>,
+    /// Per completion token, the token ids the sampler renormalised over when it truncated
+    /// (top-k/top-p/min-p), ascending; `behaviour_logprobs` are log-probs under that truncated
+    /// distribution, and the trainer scores ℓ_θ (and ℓ_prox, ℓ_ref) under the same sets
+    /// (algorithms.md §1.8.7). Empty when sampling used the full distribution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sampling_support: Vec<Vec<u32>>,
     pub reward: f64,
     /// `eos | length | stop_string | aborted | env_failure`.
     #[serde(default)]
@@ -67,8 +73,37 @@ impl ScoredSample {
                 )));
             }
         }
+        self.validate_support().map_err(bad)?;
         if !self.reward.is_finite() {
             return Err(bad(format!("non-finite reward {}", self.reward)));
+        }
+        Ok(())
+    }
+
+    /// `sampling_support`: empty, or per completion token a non-empty ascending set holding the
+    /// token.
+    fn validate_support(&self) -> std::result::Result<(), String> {
+        let n = self.completion_ids.len();
+        if self.sampling_support.is_empty() {
+            return Ok(());
+        }
+        if self.sampling_support.len() != n {
+            return Err(format!(
+                "sampling_support has {} entries for {n} completion tokens",
+                self.sampling_support.len()
+            ));
+        }
+        for (t, (set, token)) in self
+            .sampling_support
+            .iter()
+            .zip(&self.completion_ids)
+            .enumerate()
+        {
+            if !set.windows(2).all(|w| w[0] < w[1]) || set.binary_search(token).is_err() {
+                return Err(format!(
+                    "sampling_support of token {t} is not an ascending set holding token {token}"
+                ));
+            }
         }
         Ok(())
     }

@@ -184,6 +184,7 @@ pub fn toy_rollouts_at(
                     behaviour_logprobs: s.behaviour,
                     raw_logprobs: s.raw,
                     entropies: s.entropies,
+                    sampling_support: vec![],
                 })
                 .collect(),
         })
@@ -211,6 +212,7 @@ pub fn random_groups(n_groups: usize, g: usize, seed: u64) -> Vec<ScoredGroup> {
                         raw_logprobs: vec![],
                         entropies: vec![],
                         policy_versions: vec![],
+                        sampling_support: vec![],
                         completion_ids: comp,
                         reward: rng.below(2) as f64,
                         finish_reason: "eos".into(),

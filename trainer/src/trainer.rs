@@ -10,6 +10,7 @@ mod forward;
 mod metrics;
 mod minibatch;
 mod prepare;
+mod support;
 
 use std::ops::{Deref, Range};
 use std::sync::atomic::{AtomicU64, Ordering};

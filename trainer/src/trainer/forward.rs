@@ -2,6 +2,9 @@
 //! log-probs), the training forward and its backward (candle autograd, or the model's taped
 //! decoder with a hand-written LM-head backward on the CPU).
 //!
+//! Tokens sampled from a truncated distribution (top-k/top-p/min-p) are scored under the same
+//! truncation (`support.rs`), in every pass.
+//!
 //! Owns the completion-token selection and the per-micro-batch gradient. Must not know losses,
 //! mini-batches or the optimizer: callers hand it rows and a scalar loss, it hands back per-token
 //! values and gradients in [`Model::vars`] order.
@@ -15,6 +18,7 @@ use rlvr_models::model::HiddenTape;
 use rlvr_models::{Batch, Forward, Model};
 
 use super::prepare::Seq;
+use super::support::Support;
 use crate::config::TrainerConfig;
 use crate::error::Result;
 
@@ -36,6 +40,8 @@ struct Taped {
     logits: Tensor,
     completion: Completion,
     temperature: f64,
+    /// Truncated rows: their kept logits and targets' logits as leaves of their own.
+    truncated: Option<(Support, Var, Var)>,
 }
 
 /// The hidden states of the completion-predicting positions, gathered from a `[b, s, h]` batch.
@@ -115,6 +121,30 @@ fn rows_of(seqs: &[Seq]) -> (Vec<Vec<u32>>, Vec<usize>) {
     (rows, prompt_lens)
 }
 
+/// Each sequence's kept sets (empty where it was not sampled with truncation).
+fn supports_of(seqs: &[Seq]) -> Vec<&[Vec<u32>]> {
+    seqs.iter().map(|q| q.support.as_slice()).collect()
+}
+
+/// The truncation of the rows of `[N, V]` `logits` (`rows[i]` from `prompt_lens[i]`), if any.
+fn support_for(
+    supports: &[&[Vec<u32>]],
+    rows: &[Vec<u32>],
+    prompt_lens: &[usize],
+    logits: &Tensor,
+) -> Result<Option<Support>> {
+    if supports.iter().all(|s| s.is_empty()) {
+        return Ok(None);
+    }
+    let targets: Vec<&[u32]> = rows
+        .iter()
+        .zip(prompt_lens)
+        .map(|(row, &p)| &row[p..])
+        .collect();
+    let vocab = logits.dim(1)?;
+    Support::new(supports, &targets, vocab, logits.device())
+}
+
 fn split_per_seq(seqs: &[Seq], flat: Vec<f64>) -> Vec<Vec<f64>> {
     let mut it = flat.into_iter();
     seqs.iter()
@@ -136,11 +166,17 @@ pub(crate) fn proximal_forward(
     let (rows, prompt_lens) = rows_of(seqs);
     let (sel, tgt) = completion_logits_rows(model, &rows, &prompt_lens, cfg.pad_id, fwd)?;
     let (l1, ent) = target_logprobs_entropy_host(&sel, &tgt, 1.0)?;
-    let lt = if cfg.temperature == 1.0 {
+    let mut lt = if cfg.temperature == 1.0 {
         l1.clone()
     } else {
         target_logprobs_entropy_host(&sel, &tgt, cfg.temperature)?.0
     };
+    // ℓ at T under the sampler's truncation; p and H stay those of the full distribution.
+    if let Some(support) = support_for(&supports_of(seqs), &rows, &prompt_lens, &sel)? {
+        let (kept, target) = support.gather(&sel.detach())?;
+        let truncated = support.logprobs(&kept, &target, cfg.temperature)?;
+        support.merge_host(&mut lt, &truncated)?;
+    }
     let prob: Vec<f64> = l1.into_iter().map(f64::exp).collect();
     Ok(NoGradOut {
         logprobs: split_per_seq(seqs, lt),
@@ -150,8 +186,10 @@ pub(crate) fn proximal_forward(
 }
 
 /// Forward for training: ℓ_θ of the completion tokens (`prompt_lens[i]..` of `rows[i]`) from
-/// logits / T, and their entropies, autograd-capable. On the CPU the decoder runs taped for the
-/// hand-written backward (see [`micro_grads`]); elsewhere through candle's autograd.
+/// logits / T (renormalised over `supports[i]`'s kept sets where sampling truncated; empty
+/// `supports`: nowhere), and their entropies, autograd-capable. On the CPU the decoder runs
+/// taped for the hand-written backward (see [`micro_grads`]); elsewhere through candle's
+/// autograd.
 pub(crate) fn train_forward_rows(
     model: &Model,
     rows: &[Vec<u32>],
@@ -159,10 +197,16 @@ pub(crate) fn train_forward_rows(
     pad_id: u32,
     temperature: f64,
     keep_entropy: bool,
+    supports: &[&[Vec<u32>]],
 ) -> Result<MicroOut> {
     if !use_tape(model) {
         let (sel, tgt) = completion_logits_rows(model, rows, prompt_lens, pad_id, Forward::TRAIN)?;
-        let (l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
+        let (mut l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
+        if let Some(support) = support_for(supports, rows, prompt_lens, &sel)? {
+            let (kept, target) = support.gather(&sel)?;
+            let truncated = support.logprobs(&kept, &target, temperature)?;
+            l_theta = support.merge(&l_theta, &truncated)?;
+        }
         return Ok(MicroOut {
             l_theta,
             entropy: keep_entropy.then_some(entropy),
@@ -177,8 +221,18 @@ pub(crate) fn train_forward_rows(
     // Detached LM head (as in the proximal pass, so values match bit for bit).
     let logits = model.logits(&completion.hidden, Forward::TRAIN_NO_GRAD)?;
     let stats = Var::from_tensor(&target_stats(&logits, &completion.targets, temperature)?)?;
-    let l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
+    let mut l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
     let entropy = stats.as_tensor().narrow(1, 1, 1)?.squeeze(1)?;
+    let truncated = match support_for(supports, rows, prompt_lens, &logits)? {
+        Some(support) => {
+            let (kept, target) = support.gather(&logits)?;
+            let (kept, target) = (Var::from_tensor(&kept)?, Var::from_tensor(&target)?);
+            let values = support.logprobs(kept.as_tensor(), target.as_tensor(), temperature)?;
+            l_theta = support.merge(&l_theta, &values)?;
+            Some((support, kept, target))
+        }
+        None => None,
+    };
     Ok(MicroOut {
         l_theta,
         entropy: keep_entropy.then_some(entropy),
@@ -188,6 +242,7 @@ pub(crate) fn train_forward_rows(
             logits,
             completion,
             temperature,
+            truncated,
         }),
     })
 }
@@ -207,6 +262,7 @@ pub(crate) fn train_forward(
         cfg.pad_id,
         cfg.temperature,
         keep_entropy,
+        &supports_of(seqs),
     )
 }
 
@@ -246,22 +302,29 @@ pub(crate) fn micro_grads(
     let Some(taped) = taped else {
         return Ok(out);
     };
-    let stats = taped.stats.as_tensor();
-    let d_stats = match grads.get(stats) {
-        Some(d) => d.clone(),
-        None => stats.zeros_like()?,
+    let grad_of = |v: &Var| -> Result<Tensor> {
+        Ok(match grads.get(v.as_tensor()) {
+            Some(d) => d.clone(),
+            None => v.as_tensor().zeros_like()?,
+        })
+    };
+    let d_stats = grad_of(&taped.stats)?;
+    let d_truncated = match &taped.truncated {
+        Some((_, kept, target)) => Some((grad_of(kept)?, grad_of(target)?)),
+        None => None,
     };
     drop(grads);
-    taped_backward(model, taped, &d_stats, &mut out)?;
+    taped_backward(model, taped, &d_stats, d_truncated, &mut out)?;
     Ok(out)
 }
 
-/// From the gradient of the per-token stats down through the LM head and the decoder tape,
-/// added into `out` (in [`Model::vars`] order).
+/// From the gradient of the per-token stats (and of the truncated rows' gathered logits) down
+/// through the LM head and the decoder tape, added into `out` (in [`Model::vars`] order).
 fn taped_backward(
     model: &Model,
     taped: Taped,
     d_stats: &Tensor,
+    d_truncated: Option<(Tensor, Tensor)>,
     out: &mut [Option<Tensor>],
 ) -> Result<()> {
     let Taped {
@@ -270,17 +333,21 @@ fn taped_backward(
         logits,
         completion,
         temperature,
+        truncated,
     } = taped;
     let (b, s, h) = completion.dims;
     // LM head: logits = sel · Wᵀ.
     // The logits are not used after this: their buffer takes their gradient.
-    let d_logits = target_stats_backward_in_place(
+    let mut d_logits = target_stats_backward_in_place(
         logits,
         stats.as_tensor(),
         d_stats,
         &completion.targets,
         temperature,
     )?;
+    if let (Some((support, ..)), Some((d_kept, d_target))) = (truncated, d_truncated) {
+        d_logits = support.scatter_grads(d_logits, &d_kept, &d_target)?;
+    }
     let head = model.lm_head_index();
     let head_weight = model.vars()[head].as_detached_tensor();
     let dtype = head_weight.dtype();

@@ -29,6 +29,8 @@ pub(crate) struct Seq {
     pub is_weight: Vec<f64>,
     pub is_keep: Vec<bool>,
     pub l_ref: Vec<f64>,
+    /// Per completion token, the ids its sampling distribution kept (empty: not truncated).
+    pub support: Vec<Vec<u32>>,
 }
 
 impl Seq {
@@ -50,6 +52,7 @@ impl Seq {
             is_weight: Vec::new(),
             is_keep: Vec::new(),
             l_ref: Vec::new(),
+            support: s.sampling_support.clone(),
         };
         if proximal == ProximalMode::Rollout {
             let f = |xs: &[f32]| xs.iter().map(|&x| x as f64).collect::<Vec<_>>();
@@ -128,9 +131,21 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             ));
         }
         let needs_rollout_stats = cfg.proximal == ProximalMode::Rollout && self.settings.s2t;
+        let vocab = self.model.config.vocab_size as u32;
         for (gi, g) in groups.iter().enumerate() {
             for (si, s) in g.samples.iter().enumerate() {
                 s.validate(gi, si)?;
+                // Sets are ascending (validated): the last id is the largest.
+                if s.sampling_support
+                    .iter()
+                    .any(|set| set.last() >= Some(&vocab))
+                {
+                    return Err(TrainerError::InvalidSample {
+                        group: gi,
+                        sample: si,
+                        msg: format!("sampling_support has ids outside the vocabulary ({vocab})"),
+                    });
+                }
                 if needs_rollout_stats
                     && (s.raw_logprobs.len() != s.completion_ids.len()
                         || s.entropies.len() != s.completion_ids.len())

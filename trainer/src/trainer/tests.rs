@@ -24,7 +24,7 @@ fn preset_config(loss: LossPreset) -> TrainerConfig {
 
 /// Shift ℓ_prox by fixed log-ratios well away from the clip bounds (ln 0.8, ln 1.28), so that
 /// some tokens sit in the clipped branch and none is within a finite-difference step of a kink.
-fn shift_prox(prep: &mut Prepared) {
+pub(super) fn shift_prox(prep: &mut Prepared) {
     const OFFS: [f64; 5] = [-0.5, -0.1, 0.0, 0.1, 0.5];
     for (i, s) in prep.seqs.iter_mut().enumerate() {
         for (t, l) in s.l_prox.iter_mut().enumerate() {
@@ -34,7 +34,7 @@ fn shift_prox(prep: &mut Prepared) {
 }
 
 /// `max |g|` over all gradients.
-fn max_abs_grad(grads: &[Option<Tensor>]) -> f64 {
+pub(super) fn max_abs_grad(grads: &[Option<Tensor>]) -> f64 {
     grads.iter().flatten().map(max_abs).fold(0.0, f64::max)
 }
 
@@ -58,12 +58,22 @@ fn dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
 /// computes logits and norm statistics in f32, so differences use a step of 2e-3 in unit
 /// directions and tolerances sized to f32 round-off.
 fn fd_check(model: &Model, cfg: TrainerConfig, reference: Option<Model>, label: &str) {
-    let groups = random_groups(4, 4, 21);
+    fd_check_on(&random_groups(4, 4, 21), model, cfg, reference, label);
+}
+
+/// [`fd_check`] on given groups.
+pub(super) fn fd_check_on(
+    groups: &[ScoredGroup],
+    model: &Model,
+    cfg: TrainerConfig,
+    reference: Option<Model>,
+    label: &str,
+) {
     let mut tr = Trainer::new(model, cfg).unwrap();
     if let Some(r) = reference {
         tr.set_reference(r);
     }
-    let mut prep = tr.prepare(&groups).unwrap();
+    let mut prep = tr.prepare(groups).unwrap();
     shift_prox(&mut prep);
     let out = tr.minibatch(&prep, 0).unwrap();
     assert!(
