@@ -4,6 +4,7 @@
 //!
 //! It must not know how the loop ran: only where it stopped (`LoopEnd`).
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -13,7 +14,13 @@ use super::run::Run;
 use super::step_loop::LoopEnd;
 use super::RunConfig;
 
-pub fn finish(run: Run, pipeline: Pipeline, end: LoopEnd, started: Instant) -> Result<()> {
+pub fn finish(
+    run: Run,
+    pipeline: Pipeline,
+    end: LoopEnd,
+    started: Instant,
+    (stop, hold_at): (&AtomicBool, Option<&str>),
+) -> Result<()> {
     if end.interrupted {
         let pending = pending_batches(&pipeline, end.pending, end.step, &run.cfg);
         let checkpoint = run.checkpoint(&pending)?;
@@ -28,6 +35,7 @@ pub fn finish(run: Run, pipeline: Pipeline, end: LoopEnd, started: Instant) -> R
     }
     pipeline.shutdown(true);
     run.checkpoint(&Buffer::default())?;
+    super::interrupt::hold(hold_at, "finish", stop);
     if run.cfg.eval_size > 0 {
         run.evaluate(end.step)?;
     }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The flag the first Ctrl-C sets.
 pub fn stop_flag() -> Arc<AtomicBool> {
@@ -16,4 +17,16 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         eprintln!("\nrlvr: interrupted: finishing the current step, then writing a checkpoint…");
     });
     stop
+}
+
+/// Tests only (`--hold-at`): at `point`, say so and wait (a minute at most) for a Ctrl-C.
+pub fn hold(hold_at: Option<&str>, point: &str, stop: &AtomicBool) {
+    if hold_at != Some(point) {
+        return;
+    }
+    eprintln!("rlvr: holding at {point} until interrupted (--hold-at)");
+    let t0 = Instant::now();
+    while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Stop as if interrupted after this many steps (checkpoint, exit non-zero): for tests.
     #[arg(long, hide = true)]
     pub stop_after: Option<u64>,
+    /// Wait at this point until interrupted (`before-step-1`, `train:N`, `finish`): for tests.
+    #[arg(long, hide = true)]
+    pub hold_at: Option<String>,
 }
 
 impl TrainArgs {
@@ -124,10 +127,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if start.step == 0 && run.cfg.eval_size > 0 {
         run.evaluate(0)?;
     }
+    let hold_at = args.hold_at.as_deref();
+    interrupt::hold(hold_at, "before-step-1", &stop);
     let pipeline = run.start_pipeline(&start, &stop)?;
     let started = Instant::now();
-    let end = step_loop::run_steps(&mut run, &pipeline, start, &stop, args.stop_after, started)?;
-    finish::finish(run, pipeline, end, started)
+    let end = step_loop::run_steps(
+        &mut run,
+        &pipeline,
+        start,
+        &stop,
+        (args.stop_after, hold_at),
+        started,
+    )?;
+    finish::finish(run, pipeline, end, started, (&stop, hold_at))
 }
 
 #[derive(clap::Args, Debug)]

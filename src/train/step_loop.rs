@@ -32,7 +32,7 @@ pub fn run_steps(
     pipeline: &Pipeline,
     start: Start,
     stop: &AtomicBool,
-    stop_after: Option<u64>,
+    (stop_after, hold_at): (Option<u64>, Option<&str>),
     started: Instant,
 ) -> Result<LoopEnd> {
     let max_steps = run.cfg.max_steps;
@@ -55,6 +55,7 @@ pub fn run_steps(
             interrupted = true;
             break;
         }
+        super::interrupt::hold(hold_at, &format!("train:{}", step + 1), stop);
         let jobs = pending.take(step);
         let (metrics, train_s) = train_on(run, &jobs)?;
         step += 1;

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod run;
+pub mod train;
 
 use std::path::Path;
 
