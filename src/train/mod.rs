@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 pub use config::RunConfig;
 use eval::Evaluator;
+use interrupt::Interrupt;
 use run::Run;
 use run_dir::RunDir;
 use task::Dataset;
@@ -122,24 +123,16 @@ fn flag<T: Serialize>(value: &Option<T>) -> Option<Value> {
 pub fn train(args: &TrainArgs) -> Result<()> {
     let (cfg, dir) = RunDir::open(args)?;
     let mut run = Run::load(cfg, dir)?;
+    let interrupt = Interrupt::install(args.stop_after, args.hold_at.clone());
     let start = run.restore()?;
-    let stop = interrupt::stop_flag();
-    if start.step == 0 && run.cfg.eval_size > 0 {
+    if start.step == 0 && run.cfg.eval_size > 0 && !interrupt.requested() {
         run.evaluate(0)?;
     }
-    let hold_at = args.hold_at.as_deref();
-    interrupt::hold(hold_at, "before-step-1", &stop);
-    let pipeline = run.start_pipeline(&start, &stop)?;
+    interrupt.hold("before-step-1");
+    let pipeline = run.start_pipeline(&start, interrupt.flag())?;
     let started = Instant::now();
-    let end = step_loop::run_steps(
-        &mut run,
-        &pipeline,
-        start,
-        &stop,
-        (args.stop_after, hold_at),
-        started,
-    )?;
-    finish::finish(run, pipeline, end, started, (&stop, hold_at))
+    let end = step_loop::run_steps(&mut run, &pipeline, start, &interrupt, started)?;
+    finish::finish(run, pipeline, end, started, &interrupt)
 }
 
 #[derive(clap::Args, Debug)]

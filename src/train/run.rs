@@ -105,7 +105,10 @@ impl Run {
                 self.dir.root.display()
             ),
         }
-        self.dir.truncate_logs(start.step)?;
+        // The evaluation at the start step is redone when the resumed run repeats it: before
+        // step 1, and at the end of the run (an interrupted end stops before its export).
+        let reevaluates = start.step == 0 || start.step >= self.cfg.max_steps;
+        self.dir.truncate_logs(start.step, reevaluates)?;
         Ok(start)
     }
 

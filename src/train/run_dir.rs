@@ -90,10 +90,13 @@ impl RunDir {
         append_jsonl(&self.eval_file(), line)
     }
 
-    /// Drop the log lines after `step`: a resumed run rewrites what came after its checkpoint.
-    pub fn truncate_logs(&self, step: u64) -> Result<()> {
-        truncate_jsonl(&self.metrics_file(), step)?;
-        truncate_jsonl(&self.eval_file(), step)
+    /// Drop the log lines after `step` (and the evaluation at `step` when `reevaluated`): a
+    /// resumed run rewrites what came after its checkpoint.
+    pub fn truncate_logs(&self, step: u64, reevaluated: bool) -> Result<()> {
+        truncate_jsonl(&self.metrics_file(), |s| s <= step)?;
+        truncate_jsonl(&self.eval_file(), |s| {
+            s < step || (s == step && !reevaluated)
+        })
     }
 }
 
@@ -125,8 +128,8 @@ fn append_jsonl(path: &Path, line: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Keep only the lines whose `step` is ≤ `max_step`.
-fn truncate_jsonl(path: &Path, max_step: u64) -> Result<()> {
+/// Keep only the lines whose `step` is kept.
+fn truncate_jsonl(path: &Path, keep: impl Fn(u64) -> bool) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };
@@ -136,7 +139,7 @@ fn truncate_jsonl(path: &Path, max_step: u64) -> Result<()> {
             serde_json::from_str::<Value>(line)
                 .ok()
                 .and_then(|v| v.get("step").and_then(Value::as_u64))
-                .is_some_and(|step| step <= max_step)
+                .is_some_and(&keep)
         })
         .collect();
     let mut out = kept.join("\n");
