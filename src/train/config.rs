@@ -330,6 +330,12 @@ impl RunConfig {
         if self.temperature.is_nan() || self.temperature <= 0.0 {
             bail!("temperature must be > 0 for RL sampling");
         }
+        if !(self.lr >= 0.0 && self.lr.is_finite()) {
+            bail!("lr must be a finite number ≥ 0, got {}", self.lr);
+        }
+        self.sampling()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
         let f = self.engine.gpu_memory_fraction;
         if !(0.0..=1.0).contains(&f) {
             bail!(
@@ -354,6 +360,16 @@ impl RunConfig {
             last_number_fallback: self.last_number_fallback,
             boxed_bonus: self.boxed_bonus,
             ..rlvr_verifier::VerifierConfig::default()
+        }
+    }
+
+    /// The sampling settings of rollouts (per-request fields left at their defaults).
+    pub fn sampling(&self) -> rlvr_runtime::SamplingParams {
+        rlvr_runtime::SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.max_new_tokens,
+            ..Default::default()
         }
     }
 

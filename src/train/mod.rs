@@ -121,9 +121,11 @@ fn flag<T: Serialize>(value: &Option<T>) -> Option<Value> {
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let (cfg, dir) = RunDir::open(args)?;
+    let (cfg, dir) = RunDir::check(args)?;
     let mut run = Run::load(cfg, dir)?;
+    // Everything is checked: only now write into the run directory.
     let interrupt = Interrupt::install(args.stop_after, args.hold_at.clone());
+    run.dir.create(&run.cfg)?;
     let start = run.restore()?;
     if start.step == 0 && run.cfg.eval_size > 0 && !interrupt.requested() {
         run.evaluate(0)?;
