@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use rlvr_models::{LoadedModel, Model, TextTokenizer};
-use rlvr_trainer::Trainer;
+use rlvr_trainer::{Trainer, TrainerError, Verified};
 use serde_json::{json, Value};
 
 use super::eval::Evaluator;
@@ -75,8 +75,9 @@ impl Run {
         })
     }
 
-    /// A resumed run continues from its latest checkpoint (weights, optimizer, pending batches)
-    /// and drops the log lines after it; a new one, or one without a checkpoint, starts at 0.
+    /// A resumed run continues from its newest checkpoint that verifies (weights, optimizer,
+    /// pending batches) and drops the log lines after it; a new one, or one without a
+    /// checkpoint, starts at 0. Damaged checkpoints newer than the one used are set aside.
     pub fn restore(&mut self) -> Result<Start> {
         let mut start = Start {
             step: 0,
@@ -85,9 +86,8 @@ impl Run {
         if !self.dir.resuming {
             return Ok(start);
         }
-        match rlvr_trainer::latest_checkpoint(&self.dir.checkpoints())? {
-            Some(checkpoint) => {
-                let cursor = self.trainer.load_checkpoint(&checkpoint)?;
+        match self.load_newest_good_checkpoint()? {
+            Some((checkpoint, cursor)) => {
                 start.step = self.trainer.train_step_count();
                 if let Some(pending) = cursor.get("pending") {
                     start.pending = serde_json::from_value(pending.clone())
@@ -110,6 +110,52 @@ impl Run {
         let reevaluates = start.step == 0 || start.step >= self.cfg.max_steps;
         self.dir.truncate_logs(start.step, reevaluates)?;
         Ok(start)
+    }
+
+    /// Load the newest checkpoint whose files verify, newest first, saying which were damaged
+    /// (then set aside) or could not be verified; its directory and data cursor. None when there
+    /// is no checkpoint; an error when none of them verifies (nothing is moved then).
+    fn load_newest_good_checkpoint(&mut self) -> Result<Option<(PathBuf, Value)>> {
+        let checkpoints = rlvr_trainer::list_checkpoints(&self.dir.checkpoints())?;
+        let mut damaged = vec![];
+        for (_, checkpoint) in checkpoints.iter().rev() {
+            let restored = match self.trainer.load_checkpoint(checkpoint) {
+                Ok(restored) => restored,
+                Err(e @ TrainerError::CheckpointDamaged { .. }) => {
+                    eprintln!(
+                        "rlvr: checkpoint {} is damaged: {e}; trying the one before it",
+                        checkpoint.display()
+                    );
+                    damaged.push(checkpoint);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("loading {}", checkpoint.display()))
+                }
+            };
+            if restored.verified == Verified::NoManifest {
+                eprintln!(
+                    "rlvr: warning: checkpoint {} has no checksums (written by an older rlvr): its files cannot be verified",
+                    checkpoint.display()
+                );
+            }
+            for bad in damaged {
+                let aside = rlvr_trainer::set_aside_damaged(bad)?;
+                eprintln!(
+                    "rlvr: moved the damaged checkpoint to {} (delete it once inspected)",
+                    aside.display()
+                );
+            }
+            return Ok(Some((checkpoint.clone(), restored.data_cursor)));
+        }
+        if !damaged.is_empty() {
+            bail!(
+                "no checkpoint in {} verifies ({} damaged, see above); nothing was changed: restore the files, or start a new run",
+                self.dir.checkpoints().display(),
+                damaged.len()
+            );
+        }
+        Ok(None)
     }
 
     /// A checkpoint of the trainer, with `pending` batches as its data cursor.

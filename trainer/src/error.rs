@@ -22,6 +22,10 @@ pub enum TrainerError {
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
 
+    /// A checkpoint file that is not as it was written (checksum, truncation, unreadable).
+    #[error("{path}: {msg}")]
+    CheckpointDamaged { path: PathBuf, msg: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
