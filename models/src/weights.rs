@@ -155,14 +155,24 @@ pub fn save_safetensors(
         .collect::<Result<_>>()?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
-        ModelError::Safetensors {
+    let tmp = temporary_path(path);
+    let written = safetensors::serialize_to_file(views, Some(meta), &tmp)
+        .map_err(|e| ModelError::Safetensors {
             path: tmp.clone(),
             msg: e.to_string(),
-        }
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e)));
+    if written.is_err() {
+        // A full disk or a failed rename: leave no partial file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Where [`save_safetensors`] writes `path` before renaming it into place: `<name>.tmp`. One
+/// left over (a process killed mid-write) is safe to remove.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    path.with_extension("safetensors.tmp")
 }
 
 fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {
@@ -187,4 +197,34 @@ fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {
             .collect(),
         other => candle_core::bail!("cannot serialise dtype {other:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_tensor() -> BTreeMap<String, Tensor> {
+        let t = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+        BTreeMap::from([("w".to_string(), t)])
+    }
+
+    /// A real "No space left on device": the temporary file is a link to /dev/full.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_on_a_full_disk_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let tmp = temporary_path(&path);
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let e = save_safetensors(&one_tensor(), DType::F32, &path).unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "{tmp:?} left behind"
+        );
+        assert!(!path.exists());
+        // And a normal write still works there.
+        save_safetensors(&one_tensor(), DType::F32, &path).unwrap();
+        assert_eq!(load_safetensors_file(&path).unwrap().len(), 1);
+    }
 }

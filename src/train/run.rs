@@ -86,6 +86,7 @@ impl Run {
         if !self.dir.resuming {
             return Ok(start);
         }
+        self.remove_stale_temporaries()?;
         match self.load_newest_good_checkpoint()? {
             Some((checkpoint, cursor)) => {
                 start.step = self.trainer.train_step_count();
@@ -158,14 +159,38 @@ impl Run {
         Ok(None)
     }
 
+    /// Remove what failed writes of an earlier process left: temporary checkpoint directories
+    /// and a partial export.
+    fn remove_stale_temporaries(&self) -> Result<()> {
+        let mut removed = rlvr_trainer::remove_stale_temporaries(&self.dir.checkpoints())?;
+        let export =
+            rlvr_models::weights::temporary_path(&self.export_dir().join("model.safetensors"));
+        if export.is_file() {
+            std::fs::remove_file(&export)
+                .with_context(|| format!("removing {}", export.display()))?;
+            removed.push(export);
+        }
+        for path in removed {
+            eprintln!(
+                "rlvr: removed {}, left by an earlier write that did not finish",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// A checkpoint of the trainer, with `pending` batches as its data cursor.
     pub fn checkpoint(&self, pending: &Buffer) -> Result<PathBuf> {
         let cursor = json!({ "pending": pending });
-        Ok(self.trainer.save_checkpoint(
-            &self.dir.checkpoints(),
-            &cursor,
-            self.cfg.keep_checkpoints,
-        )?)
+        let step = self.trainer.train_step_count();
+        self.trainer
+            .save_checkpoint(&self.dir.checkpoints(), &cursor, self.cfg.keep_checkpoints)
+            .with_context(|| {
+                format!(
+                    "writing the checkpoint of step {step} (nothing of it is left on disk); once fixed, continue from the last checkpoint with `rlvr train --resume {}`",
+                    self.dir.root.display()
+                )
+            })
     }
 
     /// Evaluate on the held-out problems after `step` steps: a line in eval.jsonl and stderr.
@@ -196,6 +221,10 @@ impl Run {
         })
     }
 
+    fn export_dir(&self) -> PathBuf {
+        self.dir.root.join("final")
+    }
+
     /// Redraw the plots; failing to is reported, not fatal.
     pub fn redraw_plots(&self) {
         if let Err(e) = plots::draw_all(&self.dir.root) {
@@ -211,7 +240,7 @@ impl Run {
             "bf16" => DType::BF16,
             _ => DType::F32,
         };
-        let out = self.dir.root.join("final");
+        let out = self.export_dir();
         rlvr_models::save_hf_dir_with(
             &self.model,
             &self.trainer.full_precision_state_dict(),

@@ -1,7 +1,9 @@
 //! Checkpoints: weights, optimizer state, trainer RNG, counters and the caller's data cursor,
 //! written atomically (temporary directory, fsync, rename) with a manifest of each file's
 //! SHA-256, checked against the disk before the checkpoint is published and again before it is
-//! loaded; the last N kept, pruned only once the new one is published.
+//! loaded; the last N kept, pruned only once the new one is published. Free space is checked
+//! before writing, a failed write removes its temporary directory, and temporaries left by a
+//! killed process are removed by [`remove_stale_temporaries`].
 //!
 //! Layout: `<root>/step-<T, 8 digits>/{model.safetensors, optimizer.safetensors,
 //! trainer_state.json, manifest.json}`. Checkpoints of older rlvr versions have no manifest:
@@ -12,6 +14,7 @@
 //! the caller's data cursor (opaque JSON), nor which checkpoint a run should resume from.
 
 mod manifest;
+mod space;
 mod tensor_file;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +28,7 @@ use rlvr_models::Model;
 use serde::{Deserialize, Serialize};
 
 pub use manifest::{FileDigest, Verified, MANIFEST_FILE};
+pub use space::human_bytes;
 
 use crate::config::TrainerConfig;
 use crate::error::{io_err, Result, TrainerError};
@@ -39,9 +43,15 @@ pub const STATE_FILE: &str = "trainer_state.json";
 /// The files a checkpoint's manifest covers.
 const FILES: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE];
 const PREFIX: &str = "step-";
+/// A checkpoint being written: `.tmp-step-<T>-<pid>`.
+const TMP_PREFIX: &str = ".tmp-";
+/// A checkpoint being replaced by one of the same step: `.old-step-<T>-<pid>`.
+const OLD_PREFIX: &str = ".old-";
 /// What a damaged checkpoint is renamed to: `damaged-step-<T>`.
 const DAMAGED_PREFIX: &str = "damaged-";
 const FORMAT: u32 = 1;
+/// Room for the headers, the trainer state and the manifest, beyond the tensors' data.
+const SLACK_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -140,6 +150,75 @@ pub fn set_aside_damaged(dir: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Remove what an interrupted write left under `root` (a process killed, or a machine that
+/// lost power): temporary checkpoint directories, and a replaced checkpoint's old copy, which is
+/// put back instead when its replacement was never published. Returns what was removed.
+pub fn remove_stale_temporaries(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = vec![];
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(removed);
+    };
+    for e in entries {
+        let path = e.map_err(io_err(root))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with(TMP_PREFIX) {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            removed.push(path);
+        } else if let Some(rest) = name.strip_prefix(OLD_PREFIX) {
+            // `.old-step-<T>-<pid>`: the checkpoint `step-<T>` it was replaced by.
+            let step_dir = rest
+                .rsplit_once('-')
+                .map(|(step_name, _)| root.join(step_name));
+            match step_dir {
+                Some(step_dir) if !step_dir.exists() => {
+                    fs::rename(&path, &step_dir).map_err(io_err(&path))?;
+                }
+                _ => {
+                    fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                    removed.push(path);
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Tests: make the write of a named checkpoint file fail as a full disk does.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    thread_local! {
+        static FAIL: Cell<Option<&'static str>> = const { Cell::new(None) };
+    }
+
+    /// Writes of `file` on this thread fail from now on (None: none do).
+    pub fn fail_writing(file: Option<&'static str>) {
+        FAIL.with(|f| f.set(file));
+    }
+
+    pub fn inject(path: &Path) -> crate::error::Result<()> {
+        match FAIL.with(Cell::get) {
+            Some(file) if path.ends_with(file) => Err(crate::error::TrainerError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(not(test))]
+mod fault {
+    pub fn inject(_path: &std::path::Path) -> crate::error::Result<()> {
+        Ok(())
+    }
+}
+
 impl<M: Deref<Target = Model>> Trainer<M> {
     /// Write a checkpoint of the current state under `root`, and once it is published and
     /// checked, keep only the newest `keep_last` (≥ 1) checkpoints. Returns its directory.
@@ -150,39 +229,46 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         keep_last: usize,
     ) -> Result<PathBuf> {
         fs::create_dir_all(root).map_err(io_err(root))?;
+        let weights: HashMap<String, Tensor> = self.model.state_dict().into_iter().collect();
+        let optimizer = self.optimizer.state_tensors();
+        let needed =
+            tensor_file::data_bytes(&weights) + tensor_file::data_bytes(&optimizer) + SLACK_BYTES;
+        space::ensure_free(root, needed)?;
         let name = format!("{PREFIX}{:08}", self.train_step);
-        let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
+        let tmp = root.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let written = self
-            .write_checkpoint_files(&tmp, data_cursor)
-            .and_then(|()| verify_checkpoint(&tmp));
-        if let Err(e) = written {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        let final_dir = publish(root, &tmp, &name)?;
+        let published = self
+            .write_checkpoint_files(&tmp, [weights, optimizer], data_cursor)
+            .and_then(|()| verify_checkpoint(&tmp))
+            .and_then(|_| publish(root, &tmp, &name));
+        let final_dir = match published {
+            Ok(dir) => dir,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
         prune(root, keep_last)?;
         Ok(final_dir)
     }
 
-    /// The checkpoint's files and their manifest, in `dir`.
-    fn write_checkpoint_files(&self, dir: &Path, data_cursor: &serde_json::Value) -> Result<()> {
+    /// The checkpoint's files (the model's and the optimizer's tensors, the trainer state) and
+    /// their manifest, in `dir`.
+    fn write_checkpoint_files(
+        &self,
+        dir: &Path,
+        [weights, optimizer]: [HashMap<String, Tensor>; 2],
+        data_cursor: &serde_json::Value,
+    ) -> Result<()> {
         let mut digests = BTreeMap::new();
-        let weights: HashMap<String, Tensor> = self.model.state_dict().into_iter().collect();
-        let path = dir.join(MODEL_FILE);
-        digests.insert(
-            MODEL_FILE.into(),
-            tensor_file::write_tensors(&weights, &path)?,
-        );
-        let path = dir.join(OPTIMIZER_FILE);
-        let state_tensors = self.optimizer.state_tensors();
-        digests.insert(
-            OPTIMIZER_FILE.into(),
-            tensor_file::write_tensors(&state_tensors, &path)?,
-        );
+        for (name, tensors) in [(MODEL_FILE, weights), (OPTIMIZER_FILE, optimizer)] {
+            let path = dir.join(name);
+            fault::inject(&path)?;
+            digests.insert(name.into(), tensor_file::write_tensors(&tensors, &path)?);
+        }
         let state = TrainerState {
             format: FORMAT,
             train_step: self.train_step,
@@ -270,7 +356,7 @@ fn publish(root: &Path, tmp: &Path, name: &str) -> Result<PathBuf> {
     if final_dir.exists() {
         // Re-saving the same step: move the old one aside first (rename cannot replace a
         // non-empty directory).
-        let old = root.join(format!(".old-{name}-{}", std::process::id()));
+        let old = root.join(format!("{OLD_PREFIX}{name}-{}", std::process::id()));
         fs::rename(&final_dir, &old).map_err(io_err(&final_dir))?;
         fs::rename(tmp, &final_dir).map_err(io_err(&final_dir))?;
         fs::remove_dir_all(&old).map_err(io_err(&old))?;
@@ -459,5 +545,59 @@ mod tests {
         assert!(set_aside_damaged(&p)
             .unwrap()
             .ends_with("damaged-step-00000000.2"));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_and_keeps_the_old_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model(1);
+        let mut tr =
+            Trainer::new(&model, toy_config(crate::optim::OptimizerKind::AdamW, 1e-2)).unwrap();
+        let first = tr
+            .save_checkpoint(dir.path(), &serde_json::json!(0), 1)
+            .unwrap();
+        tr.train_step(&toy_rollouts(&model, 4, 8, 3)).unwrap();
+        // The model file is written, then the optimizer's fails (the disk is full).
+        fault::fail_writing(Some(OPTIMIZER_FILE));
+        let e = tr.save_checkpoint(dir.path(), &serde_json::json!(1), 1);
+        fault::fail_writing(None);
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains(OPTIMIZER_FILE), "{e}");
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step-00000000"], "temporaries left behind");
+        assert_eq!(verify_checkpoint(&first).unwrap(), Verified::Checksums);
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_a_replaced_checkpoint_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let model = tiny_model(1);
+        let tr =
+            Trainer::new(&model, toy_config(crate::optim::OptimizerKind::AdamW, 1e-2)).unwrap();
+        let p = tr
+            .save_checkpoint(root, &serde_json::Value::Null, 2)
+            .unwrap();
+        // Killed while writing step 3, and while replacing step 0 (old copy moved aside, the
+        // new one not yet renamed in).
+        fs::create_dir_all(root.join(".tmp-step-00000003-77")).unwrap();
+        fs::write(root.join(".tmp-step-00000003-77/model.safetensors"), b"x").unwrap();
+        fs::rename(&p, root.join(".old-step-00000000-78")).unwrap();
+        let removed = remove_stale_temporaries(root).unwrap();
+        assert_eq!(removed, [root.join(".tmp-step-00000003-77")]);
+        assert_eq!(latest_checkpoint(root).unwrap(), Some(p.clone()));
+        assert_eq!(verify_checkpoint(&p).unwrap(), Verified::Checksums);
+        // An old copy whose replacement was published is removed.
+        fs::create_dir_all(root.join(".old-step-00000000-79")).unwrap();
+        assert_eq!(
+            remove_stale_temporaries(root).unwrap(),
+            [root.join(".old-step-00000000-79")]
+        );
+        assert!(remove_stale_temporaries(&root.join("none"))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -26,6 +26,15 @@ pub enum TrainerError {
     #[error("{path}: {msg}")]
     CheckpointDamaged { path: PathBuf, msg: String },
 
+    #[error(
+        "not enough free space for a checkpoint in {path}: it needs {needed}, {available} is free"
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: String,
+        available: String,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -32,7 +32,8 @@ pub(crate) mod test_util;
 pub use advantage::AdvantageMode;
 pub use bench::{bench_train, BenchReport};
 pub use checkpoint::{
-    latest_checkpoint, list_checkpoints, set_aside_damaged, verify_checkpoint, Restored, Verified,
+    human_bytes, latest_checkpoint, list_checkpoints, remove_stale_temporaries, set_aside_damaged,
+    verify_checkpoint, Restored, Verified,
 };
 pub use config::{ProximalMode, TrainerConfig};
 pub use correction::{CorrectionConfig, CorrectionMode};
