@@ -1,5 +1,7 @@
 //! HF safetensors: load (single file or sharded) and save with HF tensor names.
 
+mod header_check;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -54,7 +56,7 @@ pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
     let st = SafeTensors::deserialize(&map).map_err(|e| ModelError::Safetensors {
         path: path.into(),
-        msg: e.to_string(),
+        msg: with_diagnosis(e.to_string(), &map),
     })?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
@@ -80,6 +82,20 @@ pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// A safetensors error, followed by which tensor is at fault when the header shows it.
+fn with_diagnosis(msg: String, bytes: &[u8]) -> String {
+    match header_check::describe(bytes) {
+        Some(why) => format!("{msg}: {why}"),
+        None => msg,
+    }
+}
+
+/// Why the safetensors file at `path` does not load, naming the tensor, when its header shows
+/// it (for errors of other readers, such as candle's).
+pub fn describe_invalid_file(path: &Path) -> Option<String> {
+    header_check::describe(&std::fs::read(path).ok()?)
 }
 
 /// Drop the resident pages behind `bytes` (a slice of `map`) once they have been copied out.

@@ -8,6 +8,7 @@
 //! This module owns the order of those stages and nothing of their insides.
 
 mod config;
+mod config_keys;
 mod eval;
 mod finish;
 mod interrupt;
@@ -24,11 +25,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub use config::RunConfig;
+use config_keys::Override;
 use eval::Evaluator;
 use interrupt::Interrupt;
 use run::Run;
@@ -91,7 +93,7 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The config keys the flags set, in flag order, then each `--set`.
-    fn overrides(&self) -> Result<Vec<Value>> {
+    fn overrides(&self) -> Result<Vec<Override>> {
         let flags = [
             ("model", flag(&self.model)),
             ("data", flag(&self.data)),
@@ -108,16 +110,18 @@ impl TrainArgs {
         ];
         let set_by_flags = flags
             .into_iter()
-            .filter_map(|(key, value)| value.map(|value| Ok(json!({ key: value }))));
+            .filter_map(|(key, value)| value.map(|value| Override::flag(key, value?)));
         set_by_flags
-            .chain(self.set.iter().map(|kv| config::parse_set(kv)))
+            .chain(self.set.iter().map(|kv| Override::set(kv)))
             .collect()
     }
 }
 
 /// A flag's value as a config value, when given.
-fn flag<T: Serialize>(value: &Option<T>) -> Option<Value> {
-    value.as_ref().map(|v| json!(v))
+fn flag<T: Serialize>(value: &Option<T>) -> Option<Result<toml::Value>> {
+    value
+        .as_ref()
+        .map(|v| toml::Value::try_from(v).context("a flag's value"))
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
@@ -156,15 +160,18 @@ pub struct EvalArgs {
 }
 
 pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
-    let mut overrides = vec![json!({
-        "data": args.data,
-        "eval_size": args.size,
-        "eval_k": args.k,
-        "max_new_tokens": args.max_new_tokens,
-        "model": args.model.model,
-    })];
+    let mut overrides = vec![Override {
+        source: "rlvr eval's flags".into(),
+        value: json!({
+            "data": args.data,
+            "eval_size": args.size,
+            "eval_k": args.k,
+            "max_new_tokens": args.max_new_tokens,
+            "model": args.model.model,
+        }),
+    }];
     for kv in &args.set {
-        overrides.push(config::parse_set(kv)?);
+        overrides.push(Override::set(kv)?);
     }
     let cfg = RunConfig::build(None, &overrides)?;
     let loaded = args.model.load()?;

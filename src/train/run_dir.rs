@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::config_keys::Override;
 use super::{RunConfig, TrainArgs};
 
 /// The file that marks a directory as an rlvr run.
@@ -150,7 +151,7 @@ impl RunDir {
     }
 }
 
-fn resumed_config(root: &Path, overrides: &[Value]) -> Result<RunConfig> {
+fn resumed_config(root: &Path, overrides: &[Override]) -> Result<RunConfig> {
     let file = root.join("config.toml");
     if !file.is_file() {
         bail!("{} holds no run (no config.toml) to resume", root.display());

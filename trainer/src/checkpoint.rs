@@ -301,7 +301,13 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         }
         let device = self.model.device().clone();
         let load = |path: &Path| {
-            candle_core::safetensors::load(path, &device).map_err(|e| damaged(path, e.to_string()))
+            candle_core::safetensors::load(path, &device).map_err(|e| {
+                let why = rlvr_models::weights::describe_invalid_file(path);
+                damaged(
+                    path,
+                    format!("{e}{}", why.map(|w| format!(": {w}")).unwrap_or_default()),
+                )
+            })
         };
         let wpath = dir.join(MODEL_FILE);
         let weights = load(&wpath)?;
