@@ -173,9 +173,15 @@ pub fn save_safetensors(
     meta.insert("format".to_string(), "pt".to_string());
     let tmp = temporary_path(path);
     let written = safetensors::serialize_to_file(views, Some(meta), &tmp)
-        .map_err(|e| ModelError::Safetensors {
-            path: tmp.clone(),
-            msg: e.to_string(),
+        .map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => ModelError::Write {
+                path: tmp.clone(),
+                msg: io.to_string(),
+            },
+            other => ModelError::Safetensors {
+                path: tmp.clone(),
+                msg: other.to_string(),
+            },
         })
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e)));
     if written.is_err() {

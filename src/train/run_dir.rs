@@ -104,15 +104,12 @@ impl RunDir {
         }
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("creating {}", self.root.display()))?;
-        let marker = self.root.join(MARKER);
-        std::fs::write(
-            &marker,
-            "An rlvr run directory: `rlvr train --force` replaces what rlvr wrote here.\n",
+        // The config first: a process killed in between leaves a directory `--resume` takes.
+        write_atomically(&self.config_file(), cfg.to_toml()?.as_bytes())?;
+        write_atomically(
+            &self.root.join(MARKER),
+            b"An rlvr run directory: `rlvr train --force` replaces what rlvr wrote here.\n",
         )
-        .with_context(|| format!("writing {}", marker.display()))?;
-        std::fs::write(self.config_file(), cfg.to_toml()?)
-            .with_context(|| format!("writing {}", self.config_file().display()))?;
-        Ok(())
     }
 
     pub fn config_file(&self) -> PathBuf {
@@ -207,5 +204,20 @@ fn truncate_jsonl(path: &Path, keep: impl Fn(u64) -> bool) -> Result<()> {
     if !out.is_empty() {
         out.push('\n');
     }
-    std::fs::write(path, out).with_context(|| format!("rewriting {}", path.display()))
+    write_atomically(path, out.as_bytes())
+}
+
+/// Write `path` through a temporary file renamed over it: a process killed meanwhile leaves
+/// the old file or the new one, never a part (a leftover `.NAME.tmp` is harmless).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }

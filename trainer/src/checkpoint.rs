@@ -205,7 +205,7 @@ pub(crate) mod fault {
         match FAIL.with(Cell::get) {
             Some(file) if path.ends_with(file) => Err(crate::error::TrainerError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+                cause: std::io::Error::from_raw_os_error(28), // ENOSPC
             }),
             _ => Ok(()),
         }

@@ -35,11 +35,11 @@ pub enum TrainerError {
         available: String,
     },
 
-    #[error("{path}: {source}")]
+    /// The cause is in the message, not chained as a source: `{:#}` would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("model: {0}")]
@@ -56,5 +56,5 @@ pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainerError {
     let path = path.into();
-    move |source| TrainerError::Io { path, source }
+    move |cause| TrainerError::Io { path, cause }
 }

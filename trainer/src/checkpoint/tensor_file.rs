@@ -74,9 +74,9 @@ pub fn write_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<F
         .map_err(io_err(path))?;
     for name in names {
         tensors[name].write_bytes(&mut out).map_err(|e| match e {
-            candle_core::Error::Io(source) => TrainerError::Io {
+            candle_core::Error::Io(cause) => TrainerError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause,
             },
             other => TrainerError::Checkpoint {
                 path: path.to_path_buf(),
