@@ -275,10 +275,11 @@ fn bad_inputs_are_named() {
         "{e}"
     );
 
-    // A RUN_DIR that already holds a run: refused unless --resume or --force.
+    // A RUN_DIR that already holds a run (marked as rlvr's): refused unless --resume or --force.
     let dir = tmp.path().join("taken");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.toml"), "model = \"other\"\n").unwrap();
+    std::fs::write(dir.join(".rlvr-run"), "").unwrap();
     let e = run_err(&["train", "--model", m, "--out", dir.to_str().unwrap()]);
     assert!(
         e.contains("already holds a run") && e.contains("--force"),

@@ -23,6 +23,10 @@ pub enum ModelError {
     #[error("{path}: invalid safetensors file: {msg}")]
     Safetensors { path: PathBuf, msg: String },
 
+    /// Writing a file failed (a full disk, …); the cause is in `msg`.
+    #[error("{path}: writing: {msg}")]
+    Write { path: PathBuf, msg: String },
+
     #[error("{path}: missing tensor {name}")]
     MissingTensor { path: PathBuf, name: String },
 

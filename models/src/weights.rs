@@ -1,5 +1,7 @@
 //! HF safetensors: load (single file or sharded) and save with HF tensor names.
 
+mod header_check;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -54,7 +56,7 @@ pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
     let st = SafeTensors::deserialize(&map).map_err(|e| ModelError::Safetensors {
         path: path.into(),
-        msg: e.to_string(),
+        msg: with_diagnosis(e.to_string(), &map),
     })?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
@@ -80,6 +82,20 @@ pub fn load_safetensors_file(path: &Path) -> Result<HashMap<String, Tensor>> {
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// A safetensors error, followed by which tensor is at fault when the header shows it.
+fn with_diagnosis(msg: String, bytes: &[u8]) -> String {
+    match header_check::describe(bytes) {
+        Some(why) => format!("{msg}: {why}"),
+        None => msg,
+    }
+}
+
+/// Why the safetensors file at `path` does not load, naming the tensor, when its header shows
+/// it (for errors of other readers, such as candle's).
+pub fn describe_invalid_file(path: &Path) -> Option<String> {
+    header_check::describe(&std::fs::read(path).ok()?)
 }
 
 /// Drop the resident pages behind `bytes` (a slice of `map`) once they have been copied out.
@@ -155,14 +171,30 @@ pub fn save_safetensors(
         .collect::<Result<_>>()?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
-        ModelError::Safetensors {
-            path: tmp.clone(),
-            msg: e.to_string(),
-        }
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+    let tmp = temporary_path(path);
+    let written = safetensors::serialize_to_file(views, Some(meta), &tmp)
+        .map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => ModelError::Write {
+                path: tmp.clone(),
+                msg: io.to_string(),
+            },
+            other => ModelError::Safetensors {
+                path: tmp.clone(),
+                msg: other.to_string(),
+            },
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e)));
+    if written.is_err() {
+        // A full disk or a failed rename: leave no partial file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Where [`save_safetensors`] writes `path` before renaming it into place: `<name>.tmp`. One
+/// left over (a process killed mid-write) is safe to remove.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    path.with_extension("safetensors.tmp")
 }
 
 fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {
@@ -187,4 +219,34 @@ fn tensor_bytes(t: &Tensor) -> candle_core::Result<Vec<u8>> {
             .collect(),
         other => candle_core::bail!("cannot serialise dtype {other:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_tensor() -> BTreeMap<String, Tensor> {
+        let t = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+        BTreeMap::from([("w".to_string(), t)])
+    }
+
+    /// A real "No space left on device": the temporary file is a link to /dev/full.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_on_a_full_disk_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let tmp = temporary_path(&path);
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let e = save_safetensors(&one_tensor(), DType::F32, &path).unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "{tmp:?} left behind"
+        );
+        assert!(!path.exists());
+        // And a normal write still works there.
+        save_safetensors(&one_tensor(), DType::F32, &path).unwrap();
+        assert_eq!(load_safetensors_file(&path).unwrap().len(), 1);
+    }
 }

@@ -1,5 +1,5 @@
-//! The run configuration: TOML with defaults, `--set key=value` overrides, unknown keys refused
-//! with the closest known key suggested, and the effective config written to RUN_DIR.
+//! The run configuration: TOML with defaults, `--set key=value` overrides (their keys and
+//! values checked in config_keys.rs), and the effective config written to RUN_DIR.
 //!
 //! Owns the keys, their defaults and their validation, and how they map onto the trainer's,
 //! the engine's and the verifier's settings. It must not load or run anything.
@@ -11,6 +11,7 @@ use rlvr_trainer::{LossPreset, LrSchedule, OptimizerKind, TrainerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::config_keys::{self, Override};
 use crate::prompt_fit::OnLongPrompt;
 
 /// The built-in synthetic arithmetic task.
@@ -23,6 +24,43 @@ pub struct TaskConfig {
     pub operations: Vec<String>,
     /// Operands per problem (2 = "a + b").
     pub terms: u32,
+}
+
+impl TaskConfig {
+    /// Operands of 1 to 9 digits, ≥ 2 of them, known operators, and answers that fit 64 bits.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=9).contains(&self.digits) {
+            bail!(
+                "task.digits must be between 1 and 9 (digits of each operand), got {}",
+                self.digits
+            );
+        }
+        if self.terms < 2 {
+            bail!(
+                "task.terms must be ≥ 2 (operands per problem), got {}",
+                self.terms
+            );
+        }
+        if let Some(op) = self
+            .operations
+            .iter()
+            .find(|op| !["+", "-", "*"].contains(&op.as_str()))
+        {
+            bail!("task.operations: {op:?} is not one of \"+\", \"-\", \"*\"");
+        }
+        if self.operations.is_empty() {
+            bail!("task.operations must name at least one of \"+\", \"-\", \"*\"");
+        }
+        let multiplies = self.operations.iter().any(|op| op == "*");
+        if multiplies && u64::from(self.digits) * u64::from(self.terms) > 18 {
+            bail!(
+                "task.digits × task.terms must be ≤ 18 with \"*\" (answers must fit in 64 bits), got {} × {}",
+                self.digits,
+                self.terms
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for TaskConfig {
@@ -184,52 +222,7 @@ impl Default for RunConfig {
 pub const DATASET_TEMPLATE: &str =
     "{question}\nPlease reason step by step, and put your final answer within \\boxed{}.";
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Reject keys that the defaults do not have, suggesting the closest one at the same level.
-fn check_keys(user: &Value, known: &Value, path: &str) -> Result<()> {
-    let (Some(user_keys), Some(known_keys)) = (user.as_object(), known.as_object()) else {
-        return Ok(());
-    };
-    let full_key = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    for (key, value) in user_keys {
-        let full = full_key(key);
-        match known_keys.get(key) {
-            Some(known_value) => check_keys(value, known_value, &full)?,
-            None => match known_keys.keys().min_by_key(|k| levenshtein(key, k)) {
-                Some(closest) => bail!(
-                    "unknown config key `{full}` (did you mean `{}`?)",
-                    full_key(closest)
-                ),
-                None => bail!("unknown config key `{full}`"),
-            },
-        }
-    }
-    Ok(())
-}
-
-fn merge(dst: &mut Value, src: Value) {
+pub(super) fn merge(dst: &mut Value, src: Value) {
     match (dst, src) {
         (Value::Object(dst_map), Value::Object(src_map)) => {
             for (key, value) in src_map {
@@ -245,47 +238,27 @@ fn merge(dst: &mut Value, src: Value) {
     }
 }
 
-/// Parse `key.path=value` (value as a TOML literal, else a string) into a nested JSON object.
-pub fn parse_set(kv: &str) -> Result<Value> {
-    let (key, raw) = kv
-        .split_once('=')
-        .with_context(|| format!("--set {kv:?}: expected key=value"))?;
-    let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(t) => serde_json::to_value(
-            t.get("v")
-                .cloned()
-                .unwrap_or(toml::Value::String(raw.into())),
-        )?,
-        Err(_) => Value::String(raw.into()),
-    };
-    let mut nested = parsed;
-    for part in key.trim().split('.').rev() {
-        let mut object = serde_json::Map::new();
-        object.insert(part.to_string(), nested);
-        nested = Value::Object(object);
-    }
-    Ok(nested)
-}
-
 impl RunConfig {
-    /// Defaults ← TOML file ← overrides (in order). Unknown keys are errors.
-    pub fn build(file: Option<&Path>, overrides: &[Value]) -> Result<Self> {
+    /// Defaults ← TOML file ← overrides (in order). Unknown keys, and values of the wrong type,
+    /// are errors that name the key and where it was set.
+    pub fn build(file: Option<&Path>, overrides: &[Override]) -> Result<Self> {
         let known = serde_json::to_value(RunConfig::default())?;
-        let mut merged = known.clone();
+        let mut layers = vec![];
         if let Some(f) = file {
             let text = std::fs::read_to_string(f)
                 .with_context(|| format!("reading config {}", f.display()))?;
             let table: toml::Table = toml::from_str(&text)
                 .with_context(|| format!("{}: not valid TOML", f.display()))?;
-            let user = serde_json::to_value(table)?;
-            check_keys(&user, &known, "").with_context(|| format!("config {}", f.display()))?;
-            merge(&mut merged, user);
+            layers.push(Override::file(table, format!("config {}", f.display()))?);
         }
-        for o in overrides {
-            check_keys(o, &known, "")?;
-            merge(&mut merged, o.clone());
+        layers.extend_from_slice(overrides);
+        let mut merged = known.clone();
+        for layer in &layers {
+            config_keys::check_keys(&layer.value, &known, &layer.source)?;
+            merge(&mut merged, layer.value.clone());
         }
-        let mut cfg: RunConfig = serde_json::from_value(merged).context("invalid config value")?;
+        let mut cfg: RunConfig = serde_json::from_value(merged)
+            .map_err(|e| config_keys::type_error(&known, &layers, e))?;
         cfg.apply_shorthands()?;
         cfg.validate()?;
         Ok(cfg)
@@ -336,6 +309,13 @@ impl RunConfig {
         if self.temperature.is_nan() || self.temperature <= 0.0 {
             bail!("temperature must be > 0 for RL sampling");
         }
+        self.task.validate()?;
+        if !(self.lr >= 0.0 && self.lr.is_finite()) {
+            bail!("lr must be a finite number ≥ 0, got {}", self.lr);
+        }
+        self.sampling()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
         let f = self.engine.gpu_memory_fraction;
         if !(0.0..=1.0).contains(&f) {
             bail!(
@@ -360,6 +340,16 @@ impl RunConfig {
             last_number_fallback: self.last_number_fallback,
             boxed_bonus: self.boxed_bonus,
             ..rlvr_verifier::VerifierConfig::default()
+        }
+    }
+
+    /// The sampling settings of rollouts (per-request fields left at their defaults).
+    pub fn sampling(&self) -> rlvr_runtime::SamplingParams {
+        rlvr_runtime::SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.max_new_tokens,
+            ..Default::default()
         }
     }
 

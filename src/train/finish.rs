@@ -1,37 +1,47 @@
 //! How a run ends once the step loop stops. Interrupted: the batches generated but not trained
 //! go into a checkpoint and the process exits 130 with how to resume. Finished: the final
-//! checkpoint, evaluation, plots and export, then a one-line report.
+//! checkpoint, evaluation, plots and export, then a one-line report; a Ctrl-C meanwhile stops
+//! before the evaluation or the export the same way (the resumed run redoes them).
 //!
 //! It must not know how the loop ran: only where it stopped (`LoopEnd`).
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
 
+use super::interrupt::Interrupt;
 use super::pipeline::{Buffer, Event, Pipeline};
 use super::run::Run;
 use super::step_loop::LoopEnd;
 use super::RunConfig;
 
-pub fn finish(run: Run, pipeline: Pipeline, end: LoopEnd, started: Instant) -> Result<()> {
+pub fn finish(
+    run: Run,
+    pipeline: Pipeline,
+    end: LoopEnd,
+    started: Instant,
+    interrupt: &Interrupt,
+) -> Result<()> {
     if end.interrupted {
         let pending = pending_batches(&pipeline, end.pending, end.step, &run.cfg);
         let checkpoint = run.checkpoint(&pending)?;
         pipeline.shutdown(false);
-        eprintln!(
-            "rlvr: stopped at step {}; checkpoint {}. Resume with: rlvr train --resume {}",
-            end.step,
-            checkpoint.display(),
-            run.dir.root.display()
-        );
-        std::process::exit(130);
+        stopped(&run, end.step, &checkpoint);
     }
     pipeline.shutdown(true);
-    run.checkpoint(&Buffer::default())?;
+    let checkpoint = run.checkpoint(&Buffer::default())?;
+    interrupt.hold("finish");
+    if interrupt.requested() {
+        stopped(&run, end.step, &checkpoint);
+    }
     if run.cfg.eval_size > 0 {
         run.evaluate(end.step)?;
     }
     run.redraw_plots();
+    if interrupt.requested() {
+        stopped(&run, end.step, &checkpoint);
+    }
     run.export()?;
     eprintln!(
         "rlvr: done: {} steps in {:.1}s; run directory {}",
@@ -40,6 +50,16 @@ pub fn finish(run: Run, pipeline: Pipeline, end: LoopEnd, started: Instant) -> R
         run.dir.root.display()
     );
     Ok(())
+}
+
+/// Say where the run stopped and how to resume it, and exit 130 (as a Ctrl-C does).
+fn stopped(run: &Run, step: u64, checkpoint: &Path) -> ! {
+    eprintln!(
+        "rlvr: stopped at step {step}; checkpoint {}. Resume with: rlvr train --resume {}",
+        checkpoint.display(),
+        run.dir.root.display()
+    );
+    std::process::exit(130);
 }
 
 /// The complete batches for steps `step ..` within the staleness window, including those that

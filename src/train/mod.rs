@@ -8,6 +8,7 @@
 //! This module owns the order of those stages and nothing of their insides.
 
 mod config;
+mod config_keys;
 mod eval;
 mod finish;
 mod interrupt;
@@ -24,12 +25,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub use config::RunConfig;
+use config_keys::Override;
 use eval::Evaluator;
+use interrupt::Interrupt;
 use run::Run;
 use run_dir::RunDir;
 use task::Dataset;
@@ -88,11 +91,14 @@ pub struct TrainArgs {
     /// Stop as if interrupted after this many steps (checkpoint, exit non-zero): for tests.
     #[arg(long, hide = true)]
     pub stop_after: Option<u64>,
+    /// Wait at this point until interrupted (`before-step-1`, `train:N`, `finish`): for tests.
+    #[arg(long, hide = true)]
+    pub hold_at: Option<String>,
 }
 
 impl TrainArgs {
     /// The config keys the flags set, in flag order, then each `--set`.
-    fn overrides(&self) -> Result<Vec<Value>> {
+    fn overrides(&self) -> Result<Vec<Override>> {
         let flags = [
             ("model", flag(&self.model)),
             ("data", flag(&self.data)),
@@ -110,30 +116,35 @@ impl TrainArgs {
         ];
         let set_by_flags = flags
             .into_iter()
-            .filter_map(|(key, value)| value.map(|value| Ok(json!({ key: value }))));
+            .filter_map(|(key, value)| value.map(|value| Override::flag(key, value?)));
         set_by_flags
-            .chain(self.set.iter().map(|kv| config::parse_set(kv)))
+            .chain(self.set.iter().map(|kv| Override::set(kv)))
             .collect()
     }
 }
 
 /// A flag's value as a config value, when given.
-fn flag<T: Serialize>(value: &Option<T>) -> Option<Value> {
-    value.as_ref().map(|v| json!(v))
+fn flag<T: Serialize>(value: &Option<T>) -> Option<Result<toml::Value>> {
+    value
+        .as_ref()
+        .map(|v| toml::Value::try_from(v).context("a flag's value"))
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let (cfg, dir) = RunDir::open(args)?;
+    let (cfg, dir) = RunDir::check(args)?;
     let mut run = Run::load(cfg, dir)?;
+    // Everything is checked: only now write into the run directory.
+    let interrupt = Interrupt::install(args.stop_after, args.hold_at.clone());
+    run.dir.create(&run.cfg)?;
     let start = run.restore()?;
-    let stop = interrupt::stop_flag();
-    if start.step == 0 && run.cfg.eval_size > 0 {
+    if start.step == 0 && run.cfg.eval_size > 0 && !interrupt.requested() {
         run.evaluate(0)?;
     }
-    let pipeline = run.start_pipeline(&start, &stop)?;
+    interrupt.hold("before-step-1");
+    let pipeline = run.start_pipeline(&start, interrupt.flag())?;
     let started = Instant::now();
-    let end = step_loop::run_steps(&mut run, &pipeline, start, &stop, args.stop_after, started)?;
-    finish::finish(run, pipeline, end, started)
+    let end = step_loop::run_steps(&mut run, &pipeline, start, &interrupt, started)?;
+    finish::finish(run, pipeline, end, started, &interrupt)
 }
 
 /// The run's data, its prompts checked against the model's context and the KV pools of the
@@ -178,15 +189,18 @@ pub struct EvalArgs {
 }
 
 pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
-    let mut overrides = vec![json!({
-        "data": args.data,
-        "eval_size": args.size,
-        "eval_k": args.k,
-        "max_new_tokens": args.max_new_tokens,
-        "model": args.model.model,
-    })];
+    let mut overrides = vec![Override {
+        source: "rlvr eval's flags".into(),
+        value: json!({
+            "data": args.data,
+            "eval_size": args.size,
+            "eval_k": args.k,
+            "max_new_tokens": args.max_new_tokens,
+            "model": args.model.model,
+        }),
+    }];
     for kv in &args.set {
-        overrides.push(config::parse_set(kv)?);
+        overrides.push(Override::set(kv)?);
     }
     let cfg = RunConfig::build(None, &overrides)?;
     let loaded = args.model.load()?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use rlvr_models::{LoadedModel, Model, TextTokenizer};
-use rlvr_trainer::Trainer;
+use rlvr_trainer::{Trainer, TrainerError, Verified};
 use serde_json::{json, Value};
 
 use super::eval::Evaluator;
@@ -75,8 +75,9 @@ impl Run {
         })
     }
 
-    /// A resumed run continues from its latest checkpoint (weights, optimizer, pending batches)
-    /// and drops the log lines after it; a new one, or one without a checkpoint, starts at 0.
+    /// A resumed run continues from its newest checkpoint that verifies (weights, optimizer,
+    /// pending batches) and drops the log lines after it; a new one, or one without a
+    /// checkpoint, starts at 0. Damaged checkpoints newer than the one used are set aside.
     pub fn restore(&mut self) -> Result<Start> {
         let mut start = Start {
             step: 0,
@@ -85,9 +86,9 @@ impl Run {
         if !self.dir.resuming {
             return Ok(start);
         }
-        match rlvr_trainer::latest_checkpoint(&self.dir.checkpoints())? {
-            Some(checkpoint) => {
-                let cursor = self.trainer.load_checkpoint(&checkpoint)?;
+        self.remove_stale_temporaries()?;
+        match self.load_newest_good_checkpoint()? {
+            Some((checkpoint, cursor)) => {
                 start.step = self.trainer.train_step_count();
                 if let Some(pending) = cursor.get("pending") {
                     start.pending = serde_json::from_value(pending.clone())
@@ -105,18 +106,91 @@ impl Run {
                 self.dir.root.display()
             ),
         }
-        self.dir.truncate_logs(start.step)?;
+        // The evaluation at the start step is redone when the resumed run repeats it: before
+        // step 1, and at the end of the run (an interrupted end stops before its export).
+        let reevaluates = start.step == 0 || start.step >= self.cfg.max_steps;
+        self.dir.truncate_logs(start.step, reevaluates)?;
         Ok(start)
+    }
+
+    /// Load the newest checkpoint whose files verify, newest first, saying which were damaged
+    /// (then set aside) or could not be verified; its directory and data cursor. None when there
+    /// is no checkpoint; an error when none of them verifies (nothing is moved then).
+    fn load_newest_good_checkpoint(&mut self) -> Result<Option<(PathBuf, Value)>> {
+        let checkpoints = rlvr_trainer::list_checkpoints(&self.dir.checkpoints())?;
+        let mut damaged = vec![];
+        for (_, checkpoint) in checkpoints.iter().rev() {
+            let restored = match self.trainer.load_checkpoint(checkpoint) {
+                Ok(restored) => restored,
+                Err(e @ TrainerError::CheckpointDamaged { .. }) => {
+                    eprintln!(
+                        "rlvr: checkpoint {} is damaged: {e}; trying the one before it",
+                        checkpoint.display()
+                    );
+                    damaged.push(checkpoint);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("loading {}", checkpoint.display()))
+                }
+            };
+            if restored.verified == Verified::NoManifest {
+                eprintln!(
+                    "rlvr: warning: checkpoint {} has no checksums (written by an older rlvr): its files cannot be verified",
+                    checkpoint.display()
+                );
+            }
+            for bad in damaged {
+                let aside = rlvr_trainer::set_aside_damaged(bad)?;
+                eprintln!(
+                    "rlvr: moved the damaged checkpoint to {} (delete it once inspected)",
+                    aside.display()
+                );
+            }
+            return Ok(Some((checkpoint.clone(), restored.data_cursor)));
+        }
+        if !damaged.is_empty() {
+            bail!(
+                "no checkpoint in {} verifies ({} damaged, see above); nothing was changed: restore the files, or start a new run",
+                self.dir.checkpoints().display(),
+                damaged.len()
+            );
+        }
+        Ok(None)
+    }
+
+    /// Remove what failed writes of an earlier process left: temporary checkpoint directories
+    /// and a partial export.
+    fn remove_stale_temporaries(&self) -> Result<()> {
+        let mut removed = rlvr_trainer::remove_stale_temporaries(&self.dir.checkpoints())?;
+        let export =
+            rlvr_models::weights::temporary_path(&self.export_dir().join("model.safetensors"));
+        if export.is_file() {
+            std::fs::remove_file(&export)
+                .with_context(|| format!("removing {}", export.display()))?;
+            removed.push(export);
+        }
+        for path in removed {
+            eprintln!(
+                "rlvr: removed {}, left by an earlier write that did not finish",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// A checkpoint of the trainer, with `pending` batches as its data cursor.
     pub fn checkpoint(&self, pending: &Buffer) -> Result<PathBuf> {
         let cursor = json!({ "pending": pending });
-        Ok(self.trainer.save_checkpoint(
-            &self.dir.checkpoints(),
-            &cursor,
-            self.cfg.keep_checkpoints,
-        )?)
+        let step = self.trainer.train_step_count();
+        self.trainer
+            .save_checkpoint(&self.dir.checkpoints(), &cursor, self.cfg.keep_checkpoints)
+            .with_context(|| {
+                format!(
+                    "writing the checkpoint of step {step} (nothing of it is left on disk); once fixed, continue from the last checkpoint with `rlvr train --resume {}`",
+                    self.dir.root.display()
+                )
+            })
     }
 
     /// Evaluate on the held-out problems after `step` steps: a line in eval.jsonl and stderr.
@@ -147,6 +221,10 @@ impl Run {
         })
     }
 
+    fn export_dir(&self) -> PathBuf {
+        self.dir.root.join("final")
+    }
+
     /// Redraw the plots; failing to is reported, not fatal.
     pub fn redraw_plots(&self) {
         if let Err(e) = plots::draw_all(&self.dir.root) {
@@ -162,7 +240,7 @@ impl Run {
             "bf16" => DType::BF16,
             _ => DType::F32,
         };
-        let out = self.dir.root.join("final");
+        let out = self.export_dir();
         rlvr_models::save_hf_dir_with(
             &self.model,
             &self.trainer.full_precision_state_dict(),

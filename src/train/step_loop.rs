@@ -5,12 +5,12 @@
 //! It must not know how batches are generated and scored (pipeline.rs) or what happens once it
 //! stops (finish.rs).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use rlvr_trainer::{ScoredGroup, StepMetrics};
 
+use super::interrupt::Interrupt;
 use super::pipeline::{Buffer, Event, Pipeline, ScoredJob};
 use super::progress::Progress;
 use super::run::{Run, Start};
@@ -23,7 +23,7 @@ pub struct LoopEnd {
     pub step: u64,
     /// Scored groups received for batches not yet trained.
     pub pending: Buffer,
-    /// Stopped by a stop request (Ctrl-C or `--stop-after`), not by the end of the run.
+    /// Stopped by a stop request (Ctrl-C or `--stop-after`), not by the end of the run or data.
     pub interrupted: bool,
 }
 
@@ -31,8 +31,7 @@ pub fn run_steps(
     run: &mut Run,
     pipeline: &Pipeline,
     start: Start,
-    stop: &AtomicBool,
-    stop_after: Option<u64>,
+    interrupt: &Interrupt,
     started: Instant,
 ) -> Result<LoopEnd> {
     let max_steps = run.cfg.max_steps;
@@ -47,14 +46,17 @@ pub fn run_steps(
         let waiting = Instant::now();
         wait_for_batches(pipeline, &mut pending, &mut generator_end, step, &run.cfg)?;
         let wait_s = waiting.elapsed().as_secs_f64();
+        // Before the end-of-data check: a stop request also stops the generator, which then
+        // delivers no more batches.
+        if interrupt.stop_before(step) {
+            interrupted = true;
+            break;
+        }
         if !pending.complete(step, run.cfg.prompts_per_step) {
             eprintln!("rlvr: the dataset is exhausted after {step} steps");
             break;
         }
-        if stop.load(Ordering::SeqCst) || stop_after.is_some_and(|after| step >= after) {
-            interrupted = true;
-            break;
-        }
+        interrupt.hold(&format!("train:{}", step + 1));
         let jobs = pending.take(step);
         let (metrics, train_s) = train_on(run, &jobs)?;
         step += 1;

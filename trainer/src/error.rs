@@ -22,11 +22,24 @@ pub enum TrainerError {
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
 
-    #[error("{path}: {source}")]
+    /// A checkpoint file that is not as it was written (checksum, truncation, unreadable).
+    #[error("{path}: {msg}")]
+    CheckpointDamaged { path: PathBuf, msg: String },
+
+    #[error(
+        "not enough free space for a checkpoint in {path}: it needs {needed}, {available} is free"
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: String,
+        available: String,
+    },
+
+    /// The cause is in the message, not chained as a source: `{:#}` would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("model: {0}")]
@@ -43,5 +56,5 @@ pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainerError {
     let path = path.into();
-    move |source| TrainerError::Io { path, source }
+    move |cause| TrainerError::Io { path, cause }
 }

@@ -5,7 +5,7 @@
 //! - Losses: GRPO, DAPO, Dr.GRPO and STAPO (S2T mask) presets over one clipped-ratio surrogate
 //!   ([`loss`], [`s2t`]), with off-policy correction ([`correction`]).
 //! - Optimizers: our own AdamW, Magma and SkipUpdate ([`optim`]), with exact, restorable state.
-//! - Checkpoints: atomic, keep-last-N, bit-identical resume ([`checkpoint`]).
+//! - Checkpoints: atomic, checksummed, keep-last-N, bit-identical resume ([`checkpoint`]).
 //!
 //! The spec is `docs/algorithms.md` (§1 STAPO, §2 Magma, §3.4 trainer step).
 //!
@@ -31,7 +31,10 @@ pub(crate) mod test_util;
 
 pub use advantage::AdvantageMode;
 pub use bench::{bench_train, BenchReport};
-pub use checkpoint::{latest_checkpoint, list_checkpoints};
+pub use checkpoint::{
+    human_bytes, latest_checkpoint, list_checkpoints, remove_stale_temporaries, set_aside_damaged,
+    verify_checkpoint, Restored, Verified,
+};
 pub use config::{ProximalMode, TrainerConfig};
 pub use correction::{CorrectionConfig, CorrectionMode};
 pub use data::{ScoredGroup, ScoredSample};

@@ -578,7 +578,7 @@ fn resume_is_bit_identical() {
         let mut tr_b = Trainer::new(&model_b, cfg.clone()).unwrap();
         let ck = crate::checkpoint::list_checkpoints(dir.path()).unwrap();
         assert_eq!(ck.len(), 1);
-        let cursor = tr_b.load_checkpoint(&ck[0].1).unwrap();
+        let cursor = tr_b.load_checkpoint(&ck[0].1).unwrap().data_cursor;
         let mut rng_b: crate::rng::SplitMix64 = serde_json::from_value(cursor).unwrap();
         assert_eq!(tr_b.train_step_count(), 10);
         run(&model_b, &mut tr_b, &mut rng_b, 10, 20, None);
