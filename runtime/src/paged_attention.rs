@@ -9,6 +9,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
+use rlvr_models::simd::{vectorized, HotLoop};
 use rlvr_models::{Attention, ModelConfig};
 
 use crate::block_manager::cache_slot;
@@ -137,18 +138,25 @@ fn flat_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
-/// Dot product with eight independent lanes, so it vectorises without reassociation.
+/// Dot product with sixteen independent lanes (one AVX-512 register, two AVX2 ones), so it
+/// vectorises without reassociation and sums in the same order on every CPU.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
+        for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
     }
-    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    let mut half = [0f32; LANES / 2];
+    for l in 0..LANES / 2 {
+        half[l] = acc[l] + acc[l + LANES / 2];
+    }
+    let mut s =
+        (half[0] + half[4]) + (half[1] + half[5]) + (half[2] + half[6]) + (half[3] + half[7]);
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;
     }
@@ -226,38 +234,31 @@ fn token_attention(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn token_attention_avx2(
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    slots: &[usize],
+/// One token's attention as a [`HotLoop`], so it runs compiled for the widest vector
+/// instructions the CPU has (`RLVR_NO_AVX=1` forces the baseline build).
+struct TokenAttention<'a> {
+    q: &'a [f32],
+    k_cache: &'a [f32],
+    v_cache: &'a [f32],
+    slots: &'a [usize],
     heads: Heads,
-    out: &mut [f32],
-) {
-    token_attention(q, k_cache, v_cache, slots, heads, out)
+    out: &'a mut [f32],
 }
 
-/// Dispatch to an AVX2/FMA build of the same code when the CPU has it.
-fn token_attention_dispatch(
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    slots: &[usize],
-    heads: Heads,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            unsafe { token_attention_avx2(q, k_cache, v_cache, slots, heads, out) };
-            return;
-        }
+impl HotLoop for TokenAttention<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        token_attention(
+            self.q,
+            self.k_cache,
+            self.v_cache,
+            self.slots,
+            self.heads,
+            self.out,
+        )
     }
-    token_attention(q, k_cache, v_cache, slots, heads, out)
 }
 
 impl Attention for CpuPagedAttention<'_> {
@@ -289,7 +290,14 @@ impl Attention for CpuPagedAttention<'_> {
                 .map(|pos| cache_slot(table, block_size, pos))
                 .collect();
             let q_token = &q[i * q_row..(i + 1) * q_row];
-            token_attention_dispatch(q_token, k_cache, v_cache, &slots, heads, o);
+            vectorized(TokenAttention {
+                q: q_token,
+                k_cache,
+                v_cache,
+                slots: &slots,
+                heads,
+                out: o,
+            });
         });
         let shape = (1, num_tokens, n_heads, head_dim);
         Tensor::from_vec(out, shape, &Device::Cpu)?.to_dtype(q_dtype)
