@@ -1,5 +1,5 @@
 //! Throughput benchmark of the training path: forward+backward tokens/s and optimizer step time
-//! for AdamW vs Magma, on any model. The optimizers run at lr = 0, so the weights are unchanged.
+//! for AdamW vs Magma vs SkipUpdate, on any model. The optimizers run at lr = 0, so the weights are unchanged.
 //!
 //! Owns the benchmark's batch and report. Must not know losses or rollouts: it times the
 //! trainer's own forward/backward ([`crate::trainer`]) and the optimizer as they are.
@@ -39,6 +39,7 @@ pub struct BenchReport {
     pub magma_step_ms: f64,
     /// Of the Magma step: the alignment (cosine) computation.
     pub magma_overhead_ms: f64,
+    pub skip_update_step_ms: f64,
 }
 
 impl BenchReport {
@@ -79,6 +80,7 @@ pub fn bench_train(
         .collect();
     let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
     let (magma_ms, magma_overhead) = time_optimizer(&params, &grads, OptimizerKind::Magma, iters)?;
+    let (skip_ms, _) = time_optimizer(&params, &grads, OptimizerKind::SkipUpdate, iters)?;
     let tokens = rows_n * seq_len;
     Ok(BenchReport {
         device: format!("{:?}", dev.location()),
@@ -98,6 +100,7 @@ pub fn bench_train(
         adamw_step_ms: adamw_ms,
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,
+        skip_update_step_ms: skip_ms,
     })
 }
 
@@ -196,6 +199,7 @@ mod tests {
         let before = weight_bits(&model);
         let r = bench_train(&model, 64, None, 1).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
+        assert!(r.skip_update_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
         assert!(r.fwd_bwd_peak_mb > 0.0 && r.peak_mb >= r.fwd_bwd_peak_mb);
         assert!(r.to_json_line().starts_with('{'));
