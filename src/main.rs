@@ -11,6 +11,7 @@ mod hub;
 mod model_cmds;
 mod prompt_fit;
 mod push_cmd;
+mod sweep;
 mod train;
 mod verify_cmd;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Check a device (CUDA) against the CPU and transformers' goldens in f32 and bf16, and paged
     /// decode against full forward there; prints JSON.
     DeviceCheck(device_check::DeviceCheckArgs),
+    /// Run a grid of training configurations over several seeds; one summary table and plots.
+    Sweep(sweep::SweepArgs),
     /// Benchmarks that print one JSON line.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -66,6 +69,7 @@ fn main() {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Generate(args) => gen_cmds::generate(args),
         Command::DeviceCheck(args) => device_check::run(args),
+        Command::Sweep(args) => sweep::sweep(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {

@@ -13,7 +13,7 @@ mod eval;
 mod finish;
 mod interrupt;
 mod pipeline;
-mod plots;
+pub(crate) mod plots;
 mod progress;
 mod run;
 mod run_dir;

@@ -19,7 +19,7 @@ const FONT_PATHS: [&str; 4] = [
 ];
 
 /// Register a font once; false when none is available.
-fn font_ready() -> bool {
+pub(crate) fn font_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| {
         for p in FONT_PATHS {
