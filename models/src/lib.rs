@@ -15,6 +15,7 @@ pub mod loaded;
 pub mod logprobs;
 pub mod model;
 pub mod ops;
+pub mod packed;
 pub mod rng;
 pub mod rowstats;
 pub mod simd;
@@ -29,6 +30,7 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
 pub use loaded::{load, load_source, save_hf_dir, save_hf_dir_with, LoadOptions, LoadedModel};
 pub use model::{Batch, Forward, Grad, Hidden, Model, Numerics};
+pub use packed::{PackedLayout, PackedUnit};
 pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_ID};
 pub use tokenizer::{ChatMessage, TextTokenizer};
 

@@ -14,6 +14,7 @@ use crate::kernels::rms_norm::rms_norm_backward;
 use crate::kernels::rope::rope_backward;
 use crate::kernels::swiglu::swiglu_backward;
 use crate::ops::{bias_grad, linear_dw, linear_dx, rms_norm_train, swiglu_train};
+use crate::packed::attention::{packed_kernel_attention_bwd, PackedIndex};
 
 /// One layer's activations for the hand-written backward (cheap ones are recomputed).
 pub(super) struct LayerTape {
@@ -39,6 +40,8 @@ pub struct HiddenTape {
     sin: Option<Tensor>,
     pub(super) layers: Vec<LayerTape>,
     pub(super) x_final: Option<Tensor>,
+    /// The packed layout's attention indices (`None`: right-padded rows).
+    pub(super) packed: Option<PackedIndex>,
 }
 
 impl HiddenTape {
@@ -51,6 +54,7 @@ impl HiddenTape {
             sin: None,
             layers: Vec::with_capacity(num_layers),
             x_final: None,
+            packed: None,
         }
     }
 
@@ -69,6 +73,7 @@ struct LayerBackward<'a> {
     sin: &'a Tensor,
     lengths: &'a [usize],
     seq_len: usize,
+    packed: Option<&'a PackedIndex>,
 }
 
 impl Model {
@@ -116,6 +121,7 @@ impl Model {
             sin: &sin,
             lengths: &tape.lengths,
             seq_len: s,
+            packed: tape.packed.as_ref(),
         };
         // Each layer's tape is dropped once its backward is done.
         for (l, t) in self.layers.iter().zip(tape.layers).rev() {
@@ -177,7 +183,10 @@ impl LayerBackward<'_> {
             self.grads[ob] = Some(bias_grad(d_mid)?);
         }
         let d_a = linear_dx(d_mid, &self.w(l.at(O)))?.reshape((b, s, nh, hd))?;
-        let (d_q, d_k, d_v) = causal_kernel_attention_bwd(&t.attn, &d_a, self.lengths, s)?;
+        let (d_q, d_k, d_v) = match self.packed {
+            Some(index) => packed_kernel_attention_bwd(&t.attn, &d_a, index)?,
+            None => causal_kernel_attention_bwd(&t.attn, &d_a, self.lengths, s)?,
+        };
         drop(d_a);
         let d_q = rope_backward(&d_q, self.cos, self.sin)?;
         let d_k = rope_backward(&d_k, self.cos, self.sin)?;
