@@ -10,6 +10,7 @@ pub mod config;
 pub mod device_mem;
 pub mod error;
 pub mod gguf;
+mod gguf_tokenizer;
 mod kernels;
 pub mod loaded;
 pub mod logprobs;
