@@ -13,7 +13,7 @@
 //! Owns the host-memory kernels only. Must not know parameters, masks or the step's order: each
 //! pass gets plain tensors and numbers and returns `None` wherever it does not apply.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 use rlvr_models::simd::{vectorized, HotLoop};
 
