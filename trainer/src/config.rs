@@ -64,6 +64,10 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// Token id used for right padding (any id works: padded positions are masked).
     pub pad_id: u32,
+    /// Skip the forward/backward of micro-batches whose samples all have zero advantage when
+    /// neither a KL nor an entropy term is on (their gradient is exactly zero); their tokens stay
+    /// in the loss's denominators, so the gradient is bit for bit the one without skipping.
+    pub skip_zero_advantage: bool,
 }
 
 impl Default for TrainerConfig {
@@ -92,6 +96,7 @@ impl Default for TrainerConfig {
             optimizer: OptimizerConfig::default(),
             seed: 0,
             pad_id: 0,
+            skip_zero_advantage: true,
         }
     }
 }
