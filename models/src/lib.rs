@@ -15,6 +15,7 @@ mod kernels;
 pub mod loaded;
 pub mod logprobs;
 pub mod model;
+pub mod op_count;
 pub mod ops;
 pub mod rng;
 pub mod rowstats;
