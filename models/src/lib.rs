@@ -15,6 +15,7 @@ pub mod loaded;
 pub mod logprobs;
 pub mod model;
 pub mod ops;
+pub mod peft;
 pub mod rng;
 pub mod rowstats;
 pub mod simd;

@@ -53,7 +53,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         let Some(weights) = aggregation_weights(&valid, aggregation, prep.norm_len) else {
             return Ok(out);
         };
-        // The optimizer's parameters are the model's vars in order (Trainer::new).
+        // The optimizer's parameters are the model's trainable vars in order (Trainer::new).
         let mut grads: Vec<Option<Tensor>> = vec![None; self.optimizer.params().len()];
         for micro in micro_batches(&mb, cfg.micro_batch_size) {
             let rel = (micro.start - mb.start)..(micro.end - mb.start);
