@@ -67,21 +67,21 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
     write_outputs(&args.out, &summaries, &settings, args)
 }
 
-/// Run every seed of every setting; the wall times per setting, in order.
+/// Run every seed of every setting, seed by seed (all settings at seed 0 first, so that a sweep
+/// stopped early has every setting at the same number of seeds); the wall times per setting.
 fn run_all(
     runner: &Runner,
     state: &mut SweepState,
     settings: &[Setting],
     args: &SweepArgs,
 ) -> Result<Vec<Vec<f64>>> {
-    settings
-        .iter()
-        .map(|s| {
-            (0..args.seeds)
-                .map(|seed| runner.run(state, &Cell::new(&args.out, s, seed)))
-                .collect()
-        })
-        .collect()
+    let mut walls = vec![Vec::new(); settings.len()];
+    for seed in 0..args.seeds {
+        for (setting, wall) in settings.iter().zip(&mut walls) {
+            wall.push(runner.run(state, &Cell::new(&args.out, setting, seed))?);
+        }
+    }
+    Ok(walls)
 }
 
 fn seed_logs(setting: &Setting, args: &SweepArgs) -> Result<Vec<RunLogs>> {

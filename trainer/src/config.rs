@@ -70,6 +70,10 @@ pub struct TrainerConfig {
     pub recompute_activations: bool,
     /// k of [`TrainerConfig::recompute_activations`]: one saved input per k layers.
     pub recompute_every: usize,
+    /// Skip the forward/backward of micro-batches whose samples all have zero advantage when
+    /// neither a KL nor an entropy term is on (their gradient is exactly zero); their tokens stay
+    /// in the loss's denominators, so the gradient is bit for bit the one without skipping.
+    pub skip_zero_advantage: bool,
 }
 
 impl Default for TrainerConfig {
@@ -100,6 +104,7 @@ impl Default for TrainerConfig {
             pad_id: 0,
             recompute_activations: false,
             recompute_every: 1,
+            skip_zero_advantage: true,
         }
     }
 }

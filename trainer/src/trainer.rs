@@ -154,6 +154,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             let out = self.minibatch(&prep, k)?;
             totals.forward_backward_s += timer.elapsed().as_secs_f64();
             metrics.add_minibatch(&out);
+            totals.trained_tokens += out.trained_tokens;
             let Some(grads) = &out.grads else {
                 metrics.skipped_empty_minibatches += 1;
                 continue;
@@ -201,5 +202,7 @@ fn micro_batches(r: &Range<usize>, size: usize) -> Vec<Range<usize>> {
 
 #[cfg(test)]
 mod lora_tests;
+#[cfg(test)]
+mod skip_tests;
 #[cfg(test)]
 mod tests;

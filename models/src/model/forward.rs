@@ -273,11 +273,15 @@ impl Model {
         if let Some(t) = pass.tape.as_deref_mut() {
             t.record_inputs(ids, pass.cos.clone(), pass.sin.clone());
         }
+        let mark = crate::op_count::enabled().then(crate::op_count::OpMark::now);
         for (index, layer) in self.layers.iter().enumerate() {
             if let Some(t) = pass.tape.as_deref_mut() {
                 t.record_checkpoint(index, &x);
             }
             x = self.layer(index, layer, x, &mut pass)?;
+        }
+        if let Some(mark) = mark {
+            crate::op_count::add_layer_ops(mark.ops_since());
         }
         if let Some(t) = pass.tape.as_deref_mut() {
             t.x_final = Some(x.clone());

@@ -26,6 +26,10 @@ pub struct StepMetrics {
     pub response_tokens: usize,
     pub reward_mean: f64,
     pub frac_zero_adv_groups: f64,
+    /// Samples and completion tokens whose forward/backward was skipped for a zero advantage
+    /// (`skip_zero_advantage`); the clip and ratio statistics cover the trained tokens only.
+    pub zero_adv_skipped_samples: usize,
+    pub zero_adv_skipped_tokens: usize,
     /// Mean over optimizer steps of the full loss (policy + KL − entropy bonus).
     pub loss: f64,
     pub pg_loss: f64,
@@ -61,6 +65,9 @@ pub struct StepMetrics {
 pub struct Timings {
     pub proximal_ms: f64,
     pub forward_backward_ms: f64,
+    /// Forward+backward time the skipped zero-advantage tokens would have taken, estimated at
+    /// this step's measured time per trained token.
+    pub zero_adv_saved_ms: f64,
     pub optimizer_ms: f64,
     pub total_ms: f64,
     /// Response tokens trained on per second of forward+backward.
@@ -83,6 +90,8 @@ pub(crate) struct StepTotals {
     update_rms_ratio: f64,
     pub forward_backward_s: f64,
     pub optimizer_s: f64,
+    /// Completion tokens that went through a forward/backward.
+    pub trained_tokens: usize,
 }
 
 impl StepMetrics {
@@ -93,6 +102,8 @@ impl StepMetrics {
         }
         self.s2t_candidates += out.s2t_candidates;
         self.s2t_masked += out.s2t_masked;
+        self.zero_adv_skipped_samples += out.skipped_samples;
+        self.zero_adv_skipped_tokens += out.skipped_tokens;
     }
 
     /// An optimizer step's outcome: counted as taken or skipped; LR and Magma stats of the last.
@@ -145,6 +156,12 @@ impl StepTotals {
         metrics.s2t_masked_frac = metrics.s2t_masked as f64 / metrics.response_tokens.max(1) as f64;
         metrics.timings.forward_backward_ms = self.forward_backward_s * 1e3;
         metrics.timings.optimizer_ms = self.optimizer_s * 1e3;
+        metrics.timings.zero_adv_saved_ms = if self.trained_tokens > 0 {
+            metrics.timings.forward_backward_ms * metrics.zero_adv_skipped_tokens as f64
+                / self.trained_tokens as f64
+        } else {
+            0.0
+        };
         metrics.timings.train_tokens_per_s = if self.forward_backward_s > 0.0 {
             surrogate.tokens as f64 / self.forward_backward_s
         } else {

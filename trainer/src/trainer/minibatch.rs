@@ -36,6 +36,11 @@ pub(crate) struct MinibatchOut {
     pub grads: Option<Vec<Option<Tensor>>>,
     /// ℓ_θ of the training forward vs ℓ_b (rollout mode, first mini-batch only).
     pub rollout_mismatch: Option<MismatchAcc>,
+    /// Samples and completion tokens whose forward/backward was skipped (zero advantage).
+    pub skipped_samples: usize,
+    pub skipped_tokens: usize,
+    /// Completion tokens that went through a forward/backward.
+    pub trained_tokens: usize,
 }
 
 impl<M: Deref<Target = Model>> Trainer<M> {
@@ -55,6 +60,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         };
         // The optimizer's parameters are the model's trainable vars in order (Trainer::new).
         let mut grads: Vec<Option<Tensor>> = vec![None; self.optimizer.params().len()];
+        let skip_zero_adv = self.skips_zero_advantage();
         for micro in micro_batches(&mb, cfg.micro_batch_size) {
             let rel = (micro.start - mb.start)..(micro.end - mb.start);
             let agg: Vec<f64> = weights[rel].iter().flatten().copied().collect();
@@ -62,6 +68,13 @@ impl<M: Deref<Target = Model>> Trainer<M> {
                 continue;
             }
             let seqs = &prep.seqs[micro];
+            if skip_zero_adv && seqs.iter().all(|s| s.advantage == 0.0) {
+                // Exactly zero gradient: only the denominators (already in `agg`) needed them.
+                out.skipped_samples += seqs.len();
+                out.skipped_tokens += seqs.iter().map(Seq::len).sum::<usize>();
+                continue;
+            }
+            out.trained_tokens += seqs.iter().map(Seq::len).sum::<usize>();
             let _guard = self.read_lock();
             let fwd = train_forward(&self.model, seqs, cfg, cfg.entropy_coef != 0.0)?;
             if measure_mismatch {
@@ -71,8 +84,33 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             let loss = self.micro_loss(&fwd, seqs, &agg, &mut out)?;
             accumulate_grads(&mut grads, micro_grads(&self.model, fwd, &loss)?)?;
         }
+        if out.trained_tokens == 0 {
+            // Everything was skipped: the zero gradient the full path would have summed, so the
+            // optimizer still steps every parameter (moments, weight decay) as without skipping.
+            grads = self.zero_grads()?;
+        }
         out.grads = Some(grads);
         Ok(out)
+    }
+
+    /// Whether zero-advantage micro-batches may be skipped: on, and no term (KL, entropy bonus)
+    /// gives their tokens a gradient.
+    fn skips_zero_advantage(&self) -> bool {
+        let cfg = &self.config;
+        cfg.skip_zero_advantage && cfg.kl_coef == 0.0 && cfg.entropy_coef == 0.0
+    }
+
+    /// A zero gradient for every parameter, in the accumulation dtype.
+    fn zero_grads(&self) -> Result<Vec<Option<Tensor>>> {
+        let mut grads = vec![None; self.optimizer.params().len()];
+        let zeros = self
+            .model
+            .vars()
+            .iter()
+            .map(|v| v.as_detached_tensor().zeros_like().map(Some))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        accumulate_grads(&mut grads, zeros)?;
+        Ok(grads)
     }
 
     /// Per sequence, the tokens that count: kept by the behaviour correction and by S2T (run over

@@ -198,7 +198,8 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         metrics.version_lag_mean = lags.iter().sum::<u64>() as f64 / lags.len().max(1) as f64;
     }
 
-    /// Mini-batches of whole groups (shuffled when configured), in training order.
+    /// Mini-batches of whole groups (shuffled when configured), in training order; within a
+    /// mini-batch the zero-advantage groups come last.
     fn lay_out<'a>(&mut self, groups: &'a [ScoredGroup], advantages: &[Vec<f64>]) -> Layout<'a> {
         let mut order: Vec<usize> = (0..groups.len()).collect();
         if self.config.shuffle {
@@ -215,7 +216,11 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         for k in 0..n_mb {
             let take = groups.len() / n_mb + usize::from(k < groups.len() % n_mb);
             let first = layout.seqs.len();
-            for &gi in &order[next_group..next_group + take] {
+            // Groups with a gradient first, zero-advantage ones last: whole micro-batches of the
+            // latter can then be skipped (`skip_zero_advantage`) with the same split either way.
+            let mut chosen = order[next_group..next_group + take].to_vec();
+            chosen.sort_by_key(|&gi| advantages[gi].iter().all(|a| *a == 0.0));
+            for &gi in &chosen {
                 for (si, s) in groups[gi].samples.iter().enumerate() {
                     let seq = Seq::new(s, advantages[gi][si], self.config.proximal);
                     layout.seqs.push(seq);
