@@ -176,7 +176,13 @@ fn token_ids(v: Option<&Value>) -> Vec<u32> {
 }
 
 /// Shapes of real models for speed measurements with random weights (`random:<name>`).
-pub const PRESETS: [&str; 4] = ["smollm2-135m", "qwen2-0.5b", "qwen2.5-1.5b", "qwen3-0.6b"];
+pub const PRESETS: [&str; 5] = [
+    "smollm2-135m",
+    "qwen2-0.5b",
+    "qwen2.5-1.5b",
+    "qwen2.5-3b",
+    "qwen3-0.6b",
+];
 
 impl ModelConfig {
     /// A small decoder of `arch` for tests, examples and smoke runs: 4 heads over 2 KV heads of
@@ -211,7 +217,7 @@ impl ModelConfig {
     }
 
     /// The config of a known model shape (see [`PRESETS`]): SmolLM2-135M-Instruct, Qwen2-0.5B,
-    /// Qwen2.5-1.5B and Qwen3-0.6B as their HF `config.json` give them.
+    /// Qwen2.5-1.5B, Qwen2.5-3B and Qwen3-0.6B as their HF `config.json` give them.
     pub fn preset(name: &str) -> Option<Self> {
         let llama = |vocab, hidden, inter, layers, heads, kv, theta| ModelConfig {
             arch: Architecture::Llama,
@@ -246,6 +252,7 @@ impl ModelConfig {
             "smollm2-135m" => llama(49152, 576, 1536, 30, 9, 3, 100_000.0),
             "qwen2-0.5b" => qwen2(896, 4864, 24, 14, 2),
             "qwen2.5-1.5b" => qwen2(1536, 8960, 28, 12, 2),
+            "qwen2.5-3b" => qwen2(2048, 11008, 36, 16, 2),
             "qwen3-0.6b" => ModelConfig {
                 arch: Architecture::Qwen3,
                 head_dim: 128,
@@ -451,6 +458,7 @@ mod tests {
             ("smollm2-135m", 134_515_008usize),
             ("qwen2-0.5b", 494_032_768),
             ("qwen2.5-1.5b", 1_543_714_304),
+            ("qwen2.5-3b", 3_085_938_688),
             ("qwen3-0.6b", 596_049_920),
         ] {
             let cfg = ModelConfig::preset(name).unwrap();
@@ -461,7 +469,7 @@ mod tests {
             assert_eq!(n, want, "{name}");
         }
         assert!(ModelConfig::preset("gpt2").is_none());
-        assert_eq!(PRESETS.len(), 4);
+        assert_eq!(PRESETS.len(), 5);
     }
 
     fn llama3(scaling: Option<Llama3RopeScaling>) -> ModelConfig {

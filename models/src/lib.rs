@@ -17,6 +17,7 @@ pub mod logprobs;
 pub mod model;
 pub mod op_count;
 pub mod ops;
+pub mod peft;
 pub mod rng;
 pub mod rowstats;
 pub mod simd;

@@ -1,5 +1,7 @@
 //! Throughput benchmark of the training path: forward+backward tokens/s and optimizer step time
-//! for AdamW vs Magma vs SkipUpdate, on any model. The optimizers run at lr = 0, so the weights are unchanged.
+//! for AdamW vs Magma vs SkipUpdate, on any model (with LoRA adapters attached: on the adapters
+//! only; optionally with activation recomputation). The optimizers run at lr = 0, so the
+//! weights are unchanged.
 //!
 //! Owns the benchmark's batch and report. Must not know losses or rollouts: it times the
 //! trainer's own forward/backward ([`crate::trainer`]) and the optimizer as they are.
@@ -13,13 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows};
+use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows, RowsForward};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
     pub device: String,
     pub dtype: String,
     pub parameters: usize,
+    /// Parameters with gradients and optimizer state (the adapters under LoRA).
+    pub trainable_parameters: usize,
+    /// Activation recomputation: one saved layer input per this many layers.
+    pub recompute_every: Option<usize>,
     pub rows: usize,
     pub seq_len: usize,
     pub batch_tokens: usize,
@@ -56,6 +62,7 @@ pub fn bench_train(
     model: &Model,
     batch_tokens: usize,
     micro_batch_tokens: Option<usize>,
+    recompute_every: Option<usize>,
     iters: usize,
 ) -> Result<BenchReport> {
     let iters = iters.max(1);
@@ -71,11 +78,12 @@ pub fn bench_train(
         .map_or(rows_n, |t| (t / seq_len).max(1))
         .min(rows_n);
     device_mem::reset_peak(&dev);
-    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &rows, micro_rows, iters)?;
+    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &rows, (micro_rows, recompute_every), iters)?;
     let fwd_bwd_peak_mb = device_mem::peak_mib(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
-        .named_vars()
+        .trainable()
+        .into_iter()
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
     let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
@@ -86,6 +94,8 @@ pub fn bench_train(
         device: format!("{:?}", dev.location()),
         dtype: format!("{:?}", model.dtype()),
         parameters: model.num_parameters(),
+        trainable_parameters: params.iter().map(|(_, v)| v.elem_count()).sum(),
+        recompute_every,
         rows: rows_n,
         seq_len,
         batch_tokens: tokens,
@@ -124,7 +134,7 @@ fn sync(grads: &[Option<Tensor>]) -> Result<()> {
 fn time_fwd_bwd(
     model: &Model,
     rows: &[Vec<u32>],
-    micro_rows: usize,
+    micro_rows: (usize, Option<usize>),
     iters: usize,
 ) -> Result<(Vec<Option<Tensor>>, f64)> {
     let grads = summed_grads(model, rows, micro_rows)?;
@@ -174,13 +184,19 @@ fn time_optimizer(
 fn summed_grads(
     model: &Model,
     rows: &[Vec<u32>],
-    micro_rows: usize,
+    (micro_rows, recompute_every): (usize, Option<usize>),
 ) -> Result<Vec<Option<Tensor>>> {
     let targets: usize = rows.iter().map(|r| r.len().saturating_sub(1)).sum();
-    let mut acc: Vec<Option<Tensor>> = vec![None; model.vars().len()];
+    let mut acc: Vec<Option<Tensor>> = vec![None; model.trainable().len()];
+    let opts = RowsForward {
+        pad_id: 0,
+        temperature: 1.0,
+        keep_entropy: false,
+        recompute_every,
+    };
     for chunk in rows.chunks(micro_rows.max(1)) {
         let prompt_lens = vec![1; chunk.len()];
-        let fwd = train_forward_rows(model, chunk, &prompt_lens, 0, 1.0, false, &[])?;
+        let fwd = train_forward_rows(model, chunk, &prompt_lens, opts, &[])?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
         accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }
@@ -197,7 +213,7 @@ mod tests {
     fn bench_runs_and_leaves_weights_unchanged() {
         let model = tiny_model(3);
         let before = weight_bits(&model);
-        let r = bench_train(&model, 64, None, 1).unwrap();
+        let r = bench_train(&model, 64, None, None, 1).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
         assert!(r.skip_update_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
@@ -212,8 +228,8 @@ mod tests {
         let rows: Vec<Vec<u32>> = (0..6u32)
             .map(|r| (0..9u32).map(|t| (r * 7 + t * 3) % 30 + 1).collect())
             .collect();
-        let full = summed_grads(&model, &rows, 6).unwrap();
-        let micro = summed_grads(&model, &rows, 4).unwrap();
+        let full = summed_grads(&model, &rows, (6, None)).unwrap();
+        let micro = summed_grads(&model, &rows, (4, Some(1))).unwrap();
         let mut compared = 0;
         for (a, b) in full.iter().zip(&micro) {
             if let (Some(a), Some(b)) = (a, b) {
@@ -223,7 +239,7 @@ mod tests {
             }
         }
         assert_eq!(compared, model.vars().len());
-        let r = bench_train(&model, 64, Some(16), 1).unwrap();
+        let r = bench_train(&model, 64, Some(16), Some(2), 1).unwrap();
         assert!(r.micro_batch_rows >= 1 && r.micro_batch_rows <= r.rows);
     }
 }
