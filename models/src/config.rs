@@ -101,7 +101,7 @@ fn head_layout(
             .map(|x| x as usize)
             .ok_or_else(|| err("`head_dim` is not an integer".into()))?,
         _ => {
-            if hidden_size % num_heads != 0 {
+            if !hidden_size.is_multiple_of(num_heads) {
                 return Err(err(format!(
                     "hidden_size {hidden_size} not divisible by num_attention_heads {num_heads}"
                 )));

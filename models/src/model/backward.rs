@@ -81,7 +81,7 @@ impl HiddenTape {
     /// Keep `x`, the input of layer `index`, if it starts a run of recomputed layers.
     pub(super) fn record_checkpoint(&mut self, index: usize, x: &Tensor) {
         if let Some(k) = self.recompute_every {
-            if index % k.max(1) == 0 {
+            if index.is_multiple_of(k.max(1)) {
                 self.checkpoints.push(x.clone());
             }
         }
