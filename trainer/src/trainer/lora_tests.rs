@@ -1,6 +1,6 @@
 //! The trainer with LoRA adapters and with activation recomputation: only the adapters move
-//! (AdamW, Magma, SkipUpdate), the taped and autograd paths agree, resume is bit-identical, the
-//! toy task is learned, and recomputation changes nothing but memory.
+//! (AdamW, Magma, SkipUpdate), the taped and autograd paths agree, resume is bit-identical, and
+//! recomputation changes nothing but memory.
 
 use super::forward::FORCE_AUTOGRAD;
 use super::tests::shift_prox;
@@ -179,34 +179,4 @@ fn recomputation_trains_bit_identically() {
         assert_eq!(run(Some(1)), plain, "lora {lora}");
         assert_eq!(run(Some(2)), plain, "lora {lora}");
     }
-}
-
-/// The toy task learned through rank-4 adapters alone (base frozen), at ~4× the full
-/// fine-tuning LR. The random LM head (std 0.02) caps every logit near ±0.3 whatever the hidden
-/// state, so a frozen one could not express the answer: it is drawn at std 0.3 here, as a trained
-/// model's head is large enough to.
-#[test]
-fn lora_learns_the_toy_task() {
-    let model = adapted(11, 1);
-    let head = &model.vars()[model.lm_head_index()];
-    head.set(&rlvr_models::testing::randt(
-        head.dims(),
-        5,
-        0.3,
-        head.dtype(),
-    ))
-    .unwrap();
-    let mut cfg = toy_config(OptimizerKind::AdamW, 2e-2);
-    cfg.micro_batch_size = 64;
-    let mut tr = Trainer::new(&model, cfg).unwrap();
-    let mut rng = crate::rng::SplitMix64::new(2024);
-    let mut rewards = vec![];
-    for _ in 0..150 {
-        let groups = toy_rollouts_at(&model, 16, 8, &mut rng, 1.0, tr.policy_version());
-        rewards.push(tr.train_step(&groups).unwrap().reward_mean);
-    }
-    let first = rewards[..3].iter().sum::<f64>() / 3.0;
-    let last = rewards[rewards.len() - 5..].iter().sum::<f64>() / 5.0;
-    eprintln!("LoRA r=4 AdamW: reward {first:.3} → {last:.3}");
-    assert!(first < 0.15 && last > 0.8, "LoRA: {first} → {last}");
 }
