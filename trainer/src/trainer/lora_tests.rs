@@ -2,8 +2,7 @@
 //! (AdamW, Magma, SkipUpdate), the taped and autograd paths agree, resume is bit-identical, and
 //! recomputation changes nothing but memory.
 
-use super::forward::FORCE_AUTOGRAD;
-use super::tests::shift_prox;
+use super::tests::{assert_same_optimizer_state, shift_prox, taped_and_autograd};
 use super::*;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
@@ -90,13 +89,7 @@ fn taped_and_autograd_adapter_gradients_agree() {
     let mut tr = Trainer::new(&model, cfg).unwrap();
     let mut prep = tr.prepare(&random_groups(4, 4, 44)).unwrap();
     shift_prox(&mut prep);
-    let run = |force: bool| {
-        FORCE_AUTOGRAD.with(|f| f.set(force));
-        let o = tr.minibatch(&prep, 0).unwrap();
-        FORCE_AUTOGRAD.with(|f| f.set(false));
-        o
-    };
-    let (a, b) = (run(false), run(true));
+    let (a, b) = taped_and_autograd(&tr, &prep);
     let (ga, gb) = (a.grads.unwrap(), b.grads.unwrap());
     assert_eq!(ga.len(), model.trainable().len());
     for ((x, y), (name, _)) in ga.iter().zip(&gb).zip(model.trainable()) {
@@ -140,16 +133,7 @@ fn lora_resume_is_bit_identical() {
 
         assert_eq!(adapter_bits(&model_a), adapter_bits(&model_b), "{kind:?}");
         assert_eq!(weight_bits(&model_a), weight_bits(&model_b));
-        assert_eq!(tr_a.optimizer().scalars(), tr_b.optimizer().scalars());
-        for (x, y) in tr_a
-            .optimizer()
-            .params()
-            .iter()
-            .zip(tr_b.optimizer().params())
-        {
-            assert_eq!(f64_bits(&x.first_moment), f64_bits(&y.first_moment));
-            assert_eq!(f64_bits(&x.second_moment), f64_bits(&y.second_moment));
-        }
+        assert_same_optimizer_state(&tr_a, &tr_b);
         // A full fine-tuning trainer cannot take a LoRA checkpoint (and says why).
         let plain = tiny_model(5);
         let mut tr_c = Trainer::new(&plain, cfg.clone()).unwrap();
