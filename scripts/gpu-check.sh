@@ -103,7 +103,7 @@ rollouts() { # ARCH: rlvr at each size, then transformers at the same sizes
     for n in $SIZES; do
         run "rollout-rlvr-$arch-$n" 120 "$BIN" bench rollout --model "random:$arch" \
             --device "$DEVICE" --dtype "$HALF_OR_F32" \
-            --prompts "$n" --group "$G" --max-new-tokens "$NEW" --ignore-eos
+            --prompts "$n" --group "$G" --max-new-tokens "$NEW" --ignore-eos --profile
     done
     # shellcheck disable=SC2086
     run "rollout-transformers-$arch" 240 "$PY" "$ROOT/scripts/bench_transformers_gpu.py" \
@@ -127,13 +127,17 @@ fi
 
 # 2. Rollout throughput vs transformers generate, SmolLM2-135M shape; at the largest size also
 #    with CUDA's memory pool handing freed memory back at every synchronisation (the driver's
-#    default, which rlvr overrides), to measure that choice.
+#    default, which rlvr overrides), to measure that choice, and with the host sampler.
 rollouts smollm2-135m
 if [ "$DEVICE" != cpu ]; then
     big="${SIZES##* }"
     run "rollout-rlvr-smollm2-135m-$big-pool-release" 120 env RLVR_CUDA_KEEP_FREED=0 "$BIN" \
         bench rollout --model random:smollm2-135m --device "$DEVICE" --dtype bf16 --prompts "$big" \
         --group "$G" --max-new-tokens "$NEW" --ignore-eos
+    # The host sampler (logits copied every step) against the device sampler measured above.
+    run "rollout-rlvr-smollm2-135m-$big-host-sampler" 120 "$BIN" bench rollout \
+        --model random:smollm2-135m --device "$DEVICE" --dtype bf16 --prompts "$big" \
+        --group "$G" --max-new-tokens "$NEW" --ignore-eos --sampler host --profile
     if grep -q '"bench":"rollout".*"flash_attn_prefill":true' "$LINES"; then
         run "rollout-rlvr-smollm2-135m-$big-no-flash" 120 env RLVR_FLASH_ATTN=0 "$BIN" \
             bench rollout --model random:smollm2-135m --device "$DEVICE" --dtype bf16 \

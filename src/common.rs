@@ -2,7 +2,7 @@
 //! Nothing here knows a particular command.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -22,6 +22,9 @@ pub struct ModelArgs {
     /// Compute dtype: f32, bf16 or f16 (default f32 on CPU, bf16 on CUDA).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// A PEFT LoRA adapter directory to apply over the model (unmerged).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 pub fn device(spec: Option<&str>) -> Result<Device> {
@@ -101,8 +104,30 @@ impl ModelArgs {
         let loaded = rlvr_models::load(&self.model, &opts)
             .with_context(|| format!("loading model {:?}", self.model))?;
         eprintln!("rlvr: model {}: {}", self.model, loaded.description);
+        let mut loaded = loaded;
+        if let Some(dir) = &self.adapter {
+            attach_adapter(&mut loaded.model, dir, 0)?;
+        }
         Ok(loaded)
     }
+}
+
+/// Apply the PEFT adapter in `dir` to `model` (its r, α and targets from its config); `seed`
+/// is kept as the adapters' seed.
+pub fn attach_adapter(model: &mut rlvr_models::Model, dir: &Path, seed: u64) -> Result<()> {
+    let (mut config, tensors) = rlvr_models::peft::load_adapter(dir)
+        .with_context(|| format!("reading the adapter {}", dir.display()))?;
+    config.seed = seed;
+    let (rank, alpha) = (config.rank, config.alpha);
+    let modules = rlvr_models::peft::module_names(&config.targets);
+    model
+        .load_lora(config, tensors, dir)
+        .with_context(|| format!("applying the adapter {}", dir.display()))?;
+    eprintln!(
+        "rlvr: adapter {}: LoRA r={rank} alpha={alpha} on {modules}",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// The `input_ids` array of a JSONL line, checked against the vocabulary; None if absent.

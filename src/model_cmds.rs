@@ -21,6 +21,7 @@ pub struct PullArgs {
 
 pub fn pull(args: &PullArgs) -> Result<()> {
     let model_args = ModelArgs {
+        adapter: None,
         model: args.model.clone(),
         revision: args.revision.clone(),
         device: Some("cpu".into()),
@@ -55,6 +56,9 @@ pub struct ScoreArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Also write every position's logits (`"logits"`: one vocabulary-sized row per token).
+    #[arg(long)]
+    pub logits: bool,
 }
 
 /// Token ids of one score input line (prompt chat-rendered unless `"chat": false`).
@@ -101,12 +105,24 @@ pub fn score(args: &ScoreArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for chunk in rows.chunks(args.batch_size.max(1)) {
-        for (ids, (logprobs, entropies)) in chunk.iter().zip(score_rows(&loaded, chunk)?) {
-            writeln!(
-                out,
-                "{}",
-                json!({ "input_ids": ids, "logprobs": logprobs, "entropies": entropies })
-            )?;
+        let logits = match args.logits {
+            true => Some(
+                loaded
+                    .model
+                    .forward(Batch::padded(chunk, 0), Forward::INFERENCE)?,
+            ),
+            false => None,
+        };
+        for (i, (ids, (logprobs, entropies))) in
+            chunk.iter().zip(score_rows(&loaded, chunk)?).enumerate()
+        {
+            let mut line =
+                json!({ "input_ids": ids, "logprobs": logprobs, "entropies": entropies });
+            if let Some(l) = &logits {
+                let rows: Vec<Vec<f32>> = l.get(i)?.narrow(0, 0, ids.len())?.to_vec2()?;
+                line["logits"] = json!(rows);
+            }
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())

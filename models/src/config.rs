@@ -80,6 +80,81 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// `(num_attention_heads, num_key_value_heads, head_dim)` of an HF config, checked for GQA
+/// grouping and RoPE's even head dimension.
+fn head_layout(
+    v: &Value,
+    hidden_size: usize,
+    err: &dyn Fn(String) -> ModelError,
+) -> Result<(usize, usize, usize)> {
+    let num_heads = get_usize(v, "num_attention_heads")
+        .ok_or_else(|| err("missing or non-integer field `num_attention_heads`".into()))?;
+    let num_kv_heads = get_usize(v, "num_key_value_heads").unwrap_or(num_heads);
+    if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        return Err(err(format!(
+            "num_attention_heads {num_heads} must be a positive multiple of num_key_value_heads {num_kv_heads}"
+        )));
+    }
+    let head_dim = match v.get("head_dim") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| err("`head_dim` is not an integer".into()))?,
+        _ => {
+            if !hidden_size.is_multiple_of(num_heads) {
+                return Err(err(format!(
+                    "hidden_size {hidden_size} not divisible by num_attention_heads {num_heads}"
+                )));
+            }
+            hidden_size / num_heads
+        }
+    };
+    if head_dim % 2 != 0 {
+        return Err(err(format!("head_dim {head_dim} must be even for RoPE")));
+    }
+    Ok((num_heads, num_kv_heads, head_dim))
+}
+
+/// RoPE base and scaling of an HF config (transformers 5 moved both under `rope_parameters`).
+fn rope_from_hf(
+    v: &Value,
+    err: &dyn Fn(String) -> ModelError,
+) -> Result<(f64, Option<Llama3RopeScaling>)> {
+    let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
+    let rope_theta = get_f64(v, "rope_theta")
+        .or_else(|| rope_params.and_then(|p| get_f64(p, "rope_theta")))
+        .unwrap_or(10000.0);
+    let Some(s) = v
+        .get("rope_scaling")
+        .filter(|s| s.is_object())
+        .or(rope_params)
+    else {
+        return Ok((rope_theta, None));
+    };
+    let ty = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let scaling = match ty {
+        "default" => None,
+        "llama3" => Some(Llama3RopeScaling {
+            factor: get_f64(s, "factor")
+                .ok_or_else(|| err("rope_scaling.factor missing".into()))?,
+            low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: get_usize(s, "original_max_position_embeddings")
+                .unwrap_or(8192),
+        }),
+        other => {
+            return Err(err(format!(
+                "unsupported rope_scaling type {other:?} (supported: default, llama3)"
+            )))
+        }
+    };
+    Ok((rope_theta, scaling))
+}
+
 fn get_usize(v: &Value, key: &str) -> Option<usize> {
     v.get(key).and_then(Value::as_u64).map(|x| x as usize)
 }
@@ -101,7 +176,13 @@ fn token_ids(v: Option<&Value>) -> Vec<u32> {
 }
 
 /// Shapes of real models for speed measurements with random weights (`random:<name>`).
-pub const PRESETS: [&str; 4] = ["smollm2-135m", "qwen2-0.5b", "qwen2.5-1.5b", "qwen3-0.6b"];
+pub const PRESETS: [&str; 5] = [
+    "smollm2-135m",
+    "qwen2-0.5b",
+    "qwen2.5-1.5b",
+    "qwen2.5-3b",
+    "qwen3-0.6b",
+];
 
 impl ModelConfig {
     /// A small decoder of `arch` for tests, examples and smoke runs: 4 heads over 2 KV heads of
@@ -136,7 +217,7 @@ impl ModelConfig {
     }
 
     /// The config of a known model shape (see [`PRESETS`]): SmolLM2-135M-Instruct, Qwen2-0.5B,
-    /// Qwen2.5-1.5B and Qwen3-0.6B as their HF `config.json` give them.
+    /// Qwen2.5-1.5B, Qwen2.5-3B and Qwen3-0.6B as their HF `config.json` give them.
     pub fn preset(name: &str) -> Option<Self> {
         let llama = |vocab, hidden, inter, layers, heads, kv, theta| ModelConfig {
             arch: Architecture::Llama,
@@ -171,6 +252,7 @@ impl ModelConfig {
             "smollm2-135m" => llama(49152, 576, 1536, 30, 9, 3, 100_000.0),
             "qwen2-0.5b" => qwen2(896, 4864, 24, 14, 2),
             "qwen2.5-1.5b" => qwen2(1536, 8960, 28, 12, 2),
+            "qwen2.5-3b" => qwen2(2048, 11008, 36, 16, 2),
             "qwen3-0.6b" => ModelConfig {
                 arch: Architecture::Qwen3,
                 head_dim: 128,
@@ -211,66 +293,8 @@ impl ModelConfig {
             get_usize(&v, key).ok_or_else(|| err(format!("missing or non-integer field `{key}`")))
         };
         let hidden_size = need("hidden_size")?;
-        let num_heads = need("num_attention_heads")?;
-        let num_kv_heads = get_usize(&v, "num_key_value_heads").unwrap_or(num_heads);
-        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-            return Err(err(format!(
-                "num_attention_heads {num_heads} must be a positive multiple of num_key_value_heads {num_kv_heads}"
-            )));
-        }
-        let head_dim = match v.get("head_dim") {
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(|x| x as usize)
-                .ok_or_else(|| err("`head_dim` is not an integer".into()))?,
-            _ => {
-                if hidden_size % num_heads != 0 {
-                    return Err(err(format!("hidden_size {hidden_size} not divisible by num_attention_heads {num_heads}")));
-                }
-                hidden_size / num_heads
-            }
-        };
-        if head_dim % 2 != 0 {
-            return Err(err(format!("head_dim {head_dim} must be even for RoPE")));
-        }
-        // transformers 5 moved rope settings under `rope_parameters`.
-        let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
-        let rope_theta = get_f64(&v, "rope_theta")
-            .or_else(|| rope_params.and_then(|p| get_f64(p, "rope_theta")))
-            .unwrap_or(10000.0);
-        let scaling = v
-            .get("rope_scaling")
-            .filter(|s| s.is_object())
-            .or(rope_params);
-        let rope_scaling = match scaling {
-            Some(s) => {
-                let ty = s
-                    .get("rope_type")
-                    .or_else(|| s.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                match ty {
-                    "default" => None,
-                    "llama3" => Some(Llama3RopeScaling {
-                        factor: get_f64(s, "factor")
-                            .ok_or_else(|| err("rope_scaling.factor missing".into()))?,
-                        low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: get_usize(
-                            s,
-                            "original_max_position_embeddings",
-                        )
-                        .unwrap_or(8192),
-                    }),
-                    other => {
-                        return Err(err(format!(
-                            "unsupported rope_scaling type {other:?} (supported: default, llama3)"
-                        )))
-                    }
-                }
-            }
-            None => None,
-        };
+        let (num_heads, num_kv_heads, head_dim) = head_layout(&v, hidden_size, &err)?;
+        let (rope_theta, rope_scaling) = rope_from_hf(&v, &err)?;
         let attention_bias = v
             .get("attention_bias")
             .and_then(Value::as_bool)
@@ -434,6 +458,7 @@ mod tests {
             ("smollm2-135m", 134_515_008usize),
             ("qwen2-0.5b", 494_032_768),
             ("qwen2.5-1.5b", 1_543_714_304),
+            ("qwen2.5-3b", 3_085_938_688),
             ("qwen3-0.6b", 596_049_920),
         ] {
             let cfg = ModelConfig::preset(name).unwrap();
@@ -444,7 +469,7 @@ mod tests {
             assert_eq!(n, want, "{name}");
         }
         assert!(ModelConfig::preset("gpt2").is_none());
-        assert_eq!(PRESETS.len(), 4);
+        assert_eq!(PRESETS.len(), 5);
     }
 
     fn llama3(scaling: Option<Llama3RopeScaling>) -> ModelConfig {

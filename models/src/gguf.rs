@@ -223,6 +223,37 @@ impl<R: Read + Seek> Reader<R> {
     }
 }
 
+impl<R: Read + Seek> Reader<R> {
+    /// One tensor-info record: name, dimensions (outermost first), type, data offset.
+    fn tensor_info(&mut self) -> Result<(String, GgufTensorInfo)> {
+        let name = self.string()?;
+        let n_dims = self.u32()? as usize;
+        if n_dims > 4 {
+            return Err(self.err(format!("tensor {name}: {n_dims} dimensions")));
+        }
+        let mut dims = Vec::with_capacity(n_dims);
+        for _ in 0..n_dims {
+            dims.push(self.len("dimension")?);
+        }
+        // GGUF stores dims innermost first; candle/PyTorch order is the reverse.
+        dims.reverse();
+        let raw_type = self.u32()?;
+        let offset = self.u64()?;
+        let dtype = ggml_dtype(raw_type).ok_or_else(|| ModelError::UnsupportedQuant {
+            path: self.path.clone(),
+            name: name.clone(),
+            ggml_type: raw_type,
+            type_name: ggml_type_name(raw_type),
+        })?;
+        let info = GgufTensorInfo {
+            dims,
+            dtype,
+            offset,
+        };
+        Ok((name, info))
+    }
+}
+
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
@@ -260,34 +291,9 @@ impl GgufFile {
         let mut tensors = HashMap::new();
         let mut tensor_order = Vec::with_capacity(n_tensors);
         for _ in 0..n_tensors {
-            let name = rd.string()?;
-            let n_dims = rd.u32()? as usize;
-            if n_dims > 4 {
-                return Err(rd.err(format!("tensor {name}: {n_dims} dimensions")));
-            }
-            let mut dims = Vec::with_capacity(n_dims);
-            for _ in 0..n_dims {
-                dims.push(rd.len("dimension")?);
-            }
-            // GGUF stores dims innermost first; candle/PyTorch order is the reverse.
-            dims.reverse();
-            let raw_type = rd.u32()?;
-            let offset = rd.u64()?;
-            let dtype = ggml_dtype(raw_type).ok_or_else(|| ModelError::UnsupportedQuant {
-                path: path.into(),
-                name: name.clone(),
-                ggml_type: raw_type,
-                type_name: ggml_type_name(raw_type),
-            })?;
+            let (name, info) = rd.tensor_info()?;
             tensor_order.push(name.clone());
-            tensors.insert(
-                name,
-                GgufTensorInfo {
-                    dims,
-                    dtype,
-                    offset,
-                },
-            );
+            tensors.insert(name, info);
         }
         let pos = rd.r.stream_position().map_err(|e| rd.err(e.to_string()))?;
         let alignment = metadata

@@ -119,6 +119,7 @@ impl LoadedModel {
     }
 }
 
+/// With LoRA adapters attached, the weights written are the merged ones (`W + s·B·A`).
 pub fn save_hf_dir(
     model: &Model,
     tokenizer: &TextTokenizer,
@@ -129,7 +130,7 @@ pub fn save_hf_dir(
 ) -> Result<()> {
     save_hf_dir_with(
         model,
-        &model.state_dict(),
+        &model.merged_state_dict()?,
         tokenizer,
         generation_config,
         eos_ids,

@@ -11,18 +11,20 @@ use candle_core::{DType, Result, Tensor, D};
 use crate::kernels::rms_norm::RmsNorm;
 use crate::kernels::rope::Rope;
 use crate::kernels::swiglu::SwiGlu;
+use crate::kernels::transpose::transposed;
 use crate::kernels::{cpu_kernels, Op};
 
-/// `x @ w.T + b` for x of any rank ≥ 2, as one matmul.
+/// `x @ w.T + b` for x of any rank ≥ 2, as one matmul. Inference numerics: the result records
+/// no graph through its transposing copy (use [`linear_train`] for gradients).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    linear_impl(x, w, b, 256)
+    linear_impl(x, w, b, 256, true)
 }
 
 /// [`linear`] as the Train mode forward runs it. Measured on the CPU (2 threads), W·xᵀ (plus
 /// the transposing copy) is up to ~2× faster for ≤ 16–32 rows, but from ~64 rows on x·Wᵀ is as
 /// fast or faster (the LM head at 256 rows: 2.5×), so training switches at 32 rows.
 pub fn linear_train(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    linear_impl(x, w, b, 32)
+    linear_impl(x, w, b, 32, false)
 }
 
 fn linear_impl(
@@ -30,6 +32,7 @@ fn linear_impl(
     w: &Tensor,
     b: Option<&Tensor>,
     max_small_rows: usize,
+    graph_free: bool,
 ) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let last = dims[dims.len() - 1];
@@ -38,7 +41,13 @@ fn linear_impl(
     // For few rows (decode steps), W·xᵀ packs the small operand instead of the weight
     // matrix and runs 20–50% faster on CPU; for many rows x·Wᵀ is as good or better.
     let y = if rows <= max_small_rows && !w.device().is_cuda() {
-        w.matmul(&x2.t()?)?.t()?.contiguous()?
+        let wx = w.matmul(&x2.t()?)?;
+        if graph_free {
+            // Inference numerics record no graph, so the copy needs no backward.
+            transposed(&wx)?
+        } else {
+            wx.t()?.contiguous()?
+        }
     } else {
         x2.matmul(&w.t()?)?
     };

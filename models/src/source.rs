@@ -68,25 +68,8 @@ pub fn rlvr_cache_dir() -> PathBuf {
 /// Resolve a model spec to a local source, downloading or extracting as needed.
 pub fn resolve(spec: &str, opts: &ResolveOptions) -> Result<Resolved> {
     let offline = opts.offline || env_offline();
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(Resolved {
-            source: ModelSource::Dir(path.into()),
-            description: format!("local directory {}", path.display()),
-        });
-    }
-    if path.is_file() {
-        if path.extension().and_then(|e| e.to_str()) == Some("gguf") {
-            return Ok(Resolved {
-                source: ModelSource::Gguf(path.into()),
-                description: format!("local GGUF file {}", path.display()),
-            });
-        }
-        return Err(ModelError::Source {
-            source_name: spec.into(),
-            msg: "a file model source must be a .gguf file (or pass an HF directory)".into(),
-        });
-    }
+    // The keyword names the built-in model even where a directory called `default` sits in the
+    // working directory (a run or sweep output, say); `./default` names that directory.
     if spec == "default" {
         return match hub_snapshot(DEFAULT_MODEL_ID, opts.revision.as_deref(), offline) {
             Ok(r) => Ok(r),
@@ -105,6 +88,25 @@ pub fn resolve(spec: &str, opts: &ResolveOptions) -> Result<Resolved> {
                 })
             }
         };
+    }
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(Resolved {
+            source: ModelSource::Dir(path.into()),
+            description: format!("local directory {}", path.display()),
+        });
+    }
+    if path.is_file() {
+        if path.extension().and_then(|e| e.to_str()) == Some("gguf") {
+            return Ok(Resolved {
+                source: ModelSource::Gguf(path.into()),
+                description: format!("local GGUF file {}", path.display()),
+            });
+        }
+        return Err(ModelError::Source {
+            source_name: spec.into(),
+            msg: "a file model source must be a .gguf file (or pass an HF directory)".into(),
+        });
     }
     if looks_like_hub_id(spec) {
         return hub_snapshot(spec, opts.revision.as_deref(), offline);

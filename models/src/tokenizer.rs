@@ -5,14 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::Tokenizer;
 
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
@@ -53,10 +46,6 @@ pub struct TextTokenizer {
     /// Where it was loaded from, for messages.
     pub origin: PathBuf,
 }
-
-// Llama-3 / Qwen2 pre-tokenizer split pattern (from their tokenizer.json files).
-const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn token_content(v: Option<&Value>) -> Option<String> {
     match v {
@@ -130,112 +119,7 @@ impl TextTokenizer {
 
     /// Build the tokenizer described by GGUF `tokenizer.ggml.*` metadata (gpt2 BPE).
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let err = |msg: String| ModelError::Tokenizer {
-            path: file.path.clone(),
-            msg,
-        };
-        let model = file
-            .get("tokenizer.ggml.model")
-            .and_then(GgufValue::as_str)
-            .ok_or_else(|| err("no tokenizer.ggml.model in the GGUF metadata".into()))?;
-        if model != "gpt2" {
-            return Err(err(format!(
-                "tokenizer model {model:?} is not supported from GGUF (only gpt2-style BPE); use an HF directory with tokenizer.json"
-            )));
-        }
-        let strings = |key: &str| -> Result<Vec<String>> {
-            file.get(key)
-                .and_then(GgufValue::as_array)
-                .ok_or_else(|| err(format!("missing {key}")))?
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| err(format!("{key}: non-string entry")))
-                })
-                .collect()
-        };
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| err(format!("merge {m:?} is not two space-separated tokens")))
-            })
-            .collect::<Result<_>>()?;
-        let types: Vec<i64> = match file
-            .get("tokenizer.ggml.token_type")
-            .and_then(GgufValue::as_array)
-        {
-            Some(a) => a
-                .iter()
-                .map(|v| match *v {
-                    GgufValue::I32(x) => x as i64,
-                    _ => v.as_u64().map(|x| x as i64).unwrap_or(1),
-                })
-                .collect(),
-            None => vec![1; tokens.len()],
-        };
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| err(format!("building BPE: {e}")))?;
-        let mut inner = Tokenizer::new(bpe);
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre = file
-            .get("tokenizer.ggml.pre")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("default");
-        let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
-            Ok(PreTokenizerWrapper::Split(
-                Split::new(
-                    SplitPattern::Regex(pattern.into()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(|e| err(format!("split regex: {e}")))?,
-            ))
-        };
-        let pretok: PreTokenizerWrapper = match pre {
-            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                PreTokenizerWrapper::Digits(Digits::new(true)),
-                PreTokenizerWrapper::ByteLevel(byte_level),
-            ])),
-            "llama-bpe" | "llama3" | "smaug-bpe" => {
-                PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                    split(LLAMA3_PATTERN)?,
-                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
-                ]))
-            }
-            "qwen2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                split(QWEN2_PATTERN)?,
-                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
-            ])),
-            _ => PreTokenizerWrapper::ByteLevel(byte_level),
-        };
-        inner.with_pre_tokenizer(Some(pretok));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        // Control (3) and user-defined (4) tokens are matched before BPE, as HF added tokens.
-        let special: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| t == 3)
-            .map(|(s, _)| AddedToken::from(s.clone(), true))
-            .collect();
-        let user: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| t == 4)
-            .map(|(s, _)| AddedToken::from(s.clone(), false))
-            .collect();
-        inner.add_special_tokens(&special);
-        inner.add_tokens(&user);
+        let (inner, tokens) = crate::gguf_tokenizer::build(file)?;
         let id_token = |key: &str| {
             file.get(key)
                 .and_then(GgufValue::as_u64)

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use rayon::prelude::*;
+use rlvr_models::op_count::{self, OpMark};
 use rlvr_models::{Model, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -19,9 +19,10 @@ use crate::block_manager::BlockManager;
 use crate::error::{Result, RuntimeError};
 use crate::paged_attention::{CpuKvCache, KvBackend};
 use crate::runner::{ModelRunner, StepInputs};
-use crate::sampler::{sample, SamplingParams, TokenChoice};
+use crate::sampler::{SamplingParams, TokenChoice};
 use crate::scheduler::{Pending, PrefillChunk, PromptPrefill, Scheduler, StepPlan};
 use crate::sequence::{Completion, FinishReason, Request, Sequence};
+use crate::step_sampler::{Draw, SamplerKind, StepSampler, Transfers};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
@@ -72,6 +73,28 @@ pub struct EngineStats {
     pub forward_s: f64,
     /// Time sampling from logits.
     pub sample_s: f64,
+    /// Time asking the scheduler for a plan (of prefill_s + decode_s).
+    #[serde(default)]
+    pub schedule_s: f64,
+    /// Time building a step's inputs on the host: token ids, positions, slots, block tables.
+    #[serde(default)]
+    pub build_inputs_s: f64,
+    /// Time after sampling: recording tokens, stop conditions, finishing samples.
+    #[serde(default)]
+    pub postprocess_s: f64,
+    /// Decode steps (of `steps`), and what they did in all: host → device copies, device →
+    /// host copies (syncs), and with [`Engine::set_count_ops`] the candle ops issued (forward
+    /// and sampling) and those inside the decoder's layers.
+    #[serde(default)]
+    pub decode_steps: u64,
+    #[serde(default)]
+    pub decode_uploads: u64,
+    #[serde(default)]
+    pub decode_host_syncs: u64,
+    #[serde(default)]
+    pub decode_ops: u64,
+    #[serde(default)]
+    pub decode_layer_ops: u64,
 }
 
 pub struct Engine {
@@ -83,6 +106,8 @@ pub struct Engine {
     weights_lock: Option<Arc<RwLock<()>>>,
     stats: EngineStats,
     on_token: Option<TokenCallback>,
+    sampler: StepSampler,
+    count_ops: bool,
 }
 
 /// Called for every sampled token: (request index, sample index, token id).
@@ -113,6 +138,7 @@ impl Engine {
         kv: Box<dyn KvBackend>,
     ) -> Self {
         let blocks = BlockManager::new(kv.num_blocks(), kv.block_size());
+        let sampler = StepSampler::new(SamplerKind::default_for(model.device()));
         let stats = EngineStats {
             kv_blocks_total: kv.num_blocks(),
             ..Default::default()
@@ -126,7 +152,26 @@ impl Engine {
             weights_lock: None,
             stats,
             on_token: None,
+            sampler,
+            count_ops: false,
         }
+    }
+
+    /// Where tokens are drawn (default: [`SamplerKind::default_for`] the model's device).
+    pub fn set_sampler(&mut self, kind: SamplerKind) {
+        self.sampler.set_kind(kind);
+    }
+
+    pub fn sampler(&self) -> SamplerKind {
+        self.sampler.kind()
+    }
+
+    /// Count the candle ops of each decode step into the statistics (`decode_ops`,
+    /// `decode_layer_ops`). Benchmarks only: the count is process-wide, so tensors made by
+    /// other threads meanwhile are counted too.
+    pub fn set_count_ops(&mut self, on: bool) {
+        self.count_ops = on;
+        op_count::set_enabled(on);
     }
 
     /// Share a policy-version counter with the trainer (bumped after each optimizer step).
@@ -286,7 +331,9 @@ impl Engine {
             finished.extend((0..req.n).map(|s| Completion::empty(request, s, &req.prompt_ids)));
         }
         let started = Instant::now();
-        match self.scheduler.schedule()? {
+        let plan = self.scheduler.schedule()?;
+        self.stats.schedule_s += started.elapsed().as_secs_f64();
+        match plan {
             StepPlan::Idle => {}
             StepPlan::Prefill(chunks) => {
                 self.prefill_step(chunks, version, &mut finished)?;
@@ -309,13 +356,15 @@ impl Engine {
         Ok(finished)
     }
 
-    /// Run one packed prefill of `chunks`; fork completed prompts, resume completed recomputes.
+    /// Run one packed prefill of `chunks`; fork completed prompts into their samples, resume
+    /// completed recomputes, and draw each one's next token.
     fn prefill_step(
         &mut self,
         chunks: Vec<PrefillChunk>,
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
+        let started = Instant::now();
         let block_size = self.scheduler.blocks().block_size();
         let mut inputs = StepInputs::default();
         for c in &chunks {
@@ -329,54 +378,66 @@ impl Engine {
             );
         }
         self.stats.prefill_tokens += inputs.ids.len() as u64;
-        let logits = self.forward(&inputs)?;
-        let mut rows = logits.into_iter();
+        self.stats.build_inputs_s += started.elapsed().as_secs_f64();
+        let mut transfers = Transfers::default();
+        let logits = self.forward(&inputs, &mut transfers)?;
+        op_count::take_layer_ops();
+        // Each completed chunk's logits row, once per sequence that draws from it.
+        let mut drawing: Vec<(Sequence, usize)> = vec![];
+        let mut row = 0;
         for chunk in chunks {
             if !chunk.completes {
                 self.scheduler.continue_prefill(chunk);
                 continue;
             }
-            let row = rows.next().ok_or(RuntimeError::Internal(
-                "no logits row for a completed prefill",
-            ))?;
             match chunk.work {
-                Pending::Prompt(prompt) => self.fork_group(prompt, &row, version, finished)?,
+                Pending::Prompt(prompt) => {
+                    drawing.extend(self.fork_group(prompt).into_iter().map(|s| (s, row)))
+                }
                 Pending::Resume(mut seq) => {
                     seq.num_computed = seq.tokens.len();
-                    self.push_token(seq, &row, version, finished)?;
+                    drawing.push((seq, row));
                 }
             }
+            row += 1;
         }
-        Ok(())
+        let Some(logits) = logits else {
+            return match drawing.is_empty() {
+                true => Ok(()),
+                false => Err(RuntimeError::Internal("no logits for a completed prefill")),
+            };
+        };
+        if logits.dim(0).ok() != Some(row) {
+            return Err(RuntimeError::Internal(
+                "a logits row for each completed prefill",
+            ));
+        }
+        let (seqs, rows): (Vec<Sequence>, Vec<usize>) = drawing.into_iter().unzip();
+        self.sample_and_push(&logits, seqs, &rows, &mut transfers, version, finished)
     }
 
     /// Turn a prefilled prompt into its G samples sharing the prompt's blocks.
-    fn fork_group(
-        &mut self,
-        prompt: PromptPrefill,
-        row: &[f32],
-        version: u64,
-        finished: &mut Vec<Completion>,
-    ) -> Result<()> {
+    fn fork_group(&mut self, prompt: PromptPrefill) -> Vec<Sequence> {
         self.scheduler.fork(&prompt);
         let saved = prompt.block_table.len() * (prompt.samples - 1);
         self.stats.shared_prompt_blocks_saved += saved as u64;
         let seed = self.requests[prompt.request].params.seed;
-        for sample in 0..prompt.samples {
-            let table = prompt.block_table.clone();
-            let seq = Sequence::forked(prompt.request, sample, &prompt.prompt, table, seed);
-            self.push_token(seq, row, version, finished)?;
-        }
-        Ok(())
+        (0..prompt.samples)
+            .map(|sample| {
+                let table = prompt.block_table.clone();
+                Sequence::forked(prompt.request, sample, &prompt.prompt, table, seed)
+            })
+            .collect()
     }
 
-    /// One token for each of `seqs` (their blocks are ready); sampling spread over the cores.
+    /// One token for each of `seqs` (their blocks are ready).
     fn decode_step(
         &mut self,
-        mut seqs: Vec<Sequence>,
+        seqs: Vec<Sequence>,
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
+        let started = Instant::now();
         let block_size = self.scheduler.blocks().block_size();
         let mut inputs = StepInputs::default();
         for s in &seqs {
@@ -384,40 +445,69 @@ impl Engine {
             inputs.push_sequence(&s.tokens, &s.block_table, pos..pos + 1, block_size, true);
         }
         self.stats.decode_tokens += inputs.ids.len() as u64;
-        let logits = self.forward(&inputs)?;
-        // Sampling is per-sequence work over the whole vocabulary: spread it over the cores.
-        let sampling_started = Instant::now();
-        let requests = &self.requests;
-        let choices: Vec<TokenChoice> = seqs
-            .par_iter_mut()
-            .zip(logits.par_iter())
-            .map(|(s, row)| sample(row, &requests[s.request].params, &mut s.rng))
-            .collect();
-        self.stats.sample_s += sampling_started.elapsed().as_secs_f64();
-        for (mut seq, choice) in seqs.into_iter().zip(choices) {
-            seq.num_computed += 1;
-            self.push_choice(seq, choice, version, finished)?;
+        self.stats.build_inputs_s += started.elapsed().as_secs_f64();
+        let mark = self.count_ops.then(OpMark::now);
+        let mut transfers = Transfers::default();
+        let logits = self
+            .forward(&inputs, &mut transfers)?
+            .ok_or(RuntimeError::Internal("a decode step without logits"))?;
+        self.stats.decode_layer_ops += op_count::take_layer_ops();
+        let rows: Vec<usize> = (0..seqs.len()).collect();
+        let mut seqs = seqs;
+        for s in &mut seqs {
+            s.num_computed += 1;
         }
+        self.sample_and_push(&logits, seqs, &rows, &mut transfers, version, finished)?;
+        if let Some(mark) = mark {
+            self.stats.decode_ops += mark.ops_since();
+        }
+        self.stats.decode_steps += 1;
+        self.stats.decode_uploads += transfers.uploads;
+        self.stats.decode_host_syncs += transfers.syncs;
         Ok(())
     }
 
-    fn forward(&mut self, inputs: &StepInputs) -> Result<Vec<Vec<f32>>> {
-        let started = Instant::now();
-        let logits = self.runner.forward(inputs);
-        self.stats.forward_s += started.elapsed().as_secs_f64();
-        logits
-    }
-
-    /// Sample the next token of `seq` from `row`; finish it or keep it running.
-    fn push_token(
+    /// Draw the next token of each of `seqs` from `logits` row `rows[i]`; then record it and
+    /// finish the sample or keep it running.
+    fn sample_and_push(
         &mut self,
-        mut seq: Sequence,
-        row: &[f32],
+        logits: &candle_core::Tensor,
+        mut seqs: Vec<Sequence>,
+        rows: &[usize],
+        transfers: &mut Transfers,
         version: u64,
         finished: &mut Vec<Completion>,
     ) -> Result<()> {
-        let choice = sample(row, &self.requests[seq.request].params, &mut seq.rng);
-        self.push_choice(seq, choice, version, finished)
+        let started = Instant::now();
+        let requests = &self.requests;
+        let draws = seqs
+            .iter_mut()
+            .zip(rows)
+            .map(|(s, &row)| Draw {
+                row,
+                params: &requests[s.request].params,
+                rng: &mut s.rng,
+            })
+            .collect();
+        let choices = self.sampler.sample(logits, draws, transfers)?;
+        let sampled = Instant::now();
+        self.stats.sample_s += (sampled - started).as_secs_f64();
+        for (seq, choice) in seqs.into_iter().zip(choices) {
+            self.push_choice(seq, choice, version, finished)?;
+        }
+        self.stats.postprocess_s += sampled.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn forward(
+        &mut self,
+        inputs: &StepInputs,
+        transfers: &mut Transfers,
+    ) -> Result<Option<candle_core::Tensor>> {
+        let started = Instant::now();
+        let logits = self.runner.forward(inputs, transfers);
+        self.stats.forward_s += started.elapsed().as_secs_f64();
+        logits
     }
 
     fn push_choice(

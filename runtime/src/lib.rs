@@ -7,13 +7,16 @@
 //! - `runner`: packs a step into one row, runs the model over the KV backend, returns logits.
 //! - [`paged_attention`]: the KV backend trait and the CPU backend (attention over block tables).
 //! - [`sampler`]: temperature / top-k / top-p / min-p with per-request seeds; raw log-probs and
-//!   entropies.
+//!   entropies (one row on the host).
+//! - [`device_sampler`]: greedy / full-distribution draws as tensor ops on the logits' device.
+//! - [`step_sampler`]: one step's draws, on the host or the device (truncation on the host).
 //! - [`engine`]: the public API and the schedule → run → sample loop (continuous batching).
 //! - [`naive`]: a full-recompute reference generator (tests and the no-cache baseline).
 
 pub mod block_manager;
 #[cfg(feature = "cuda")]
 pub mod cuda_backend;
+pub mod device_sampler;
 pub mod engine;
 pub mod error;
 pub mod naive;
@@ -23,11 +26,13 @@ mod runner;
 pub mod sampler;
 mod scheduler;
 pub mod sequence;
+pub mod step_sampler;
 
 pub use engine::{kv_pool_blocks, Engine, EngineConfig, EngineStats};
 pub use error::{Result, RuntimeError};
 pub use sampler::{SamplingParams, TokenChoice};
 pub use sequence::{Completion, FinishReason, Request};
+pub use step_sampler::SamplerKind;
 
 /// Whether this build has flash-attention prefill (feature `flash-attn`: bf16/f16 prefill on
 /// CUDA through candle-flash-attn) and `RLVR_FLASH_ATTN=0` does not turn it off (to compare

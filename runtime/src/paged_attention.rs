@@ -56,6 +56,11 @@ pub trait KvBackend: Send {
     fn copy_block(&mut self, src: u32, dst: u32) -> candle_core::Result<()>;
     /// The attention implementation for one forward over `layout`.
     fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a>;
+    /// Host → device copies the last forward's attention made (its index tensors, built once
+    /// per step and shared by all layers); 0 where the cache is in host memory.
+    fn last_step_uploads(&self) -> u64 {
+        0
+    }
 }
 
 /// KV storage in host memory: per layer, `[num_blocks × block_size, n_kv_heads, head_dim]` f32.
@@ -122,9 +127,11 @@ impl KvBackend for CpuKvCache {
     }
 
     fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a> {
+        let block_size = self.block_size;
         Box::new(CpuPagedAttention {
             cache: self,
             layout,
+            slots: token_slots(layout, block_size),
         })
     }
 }
@@ -132,6 +139,23 @@ impl KvBackend for CpuKvCache {
 struct CpuPagedAttention<'a> {
     cache: &'a mut CpuKvCache,
     layout: &'a StepLayout,
+    /// Per token, the cache rows of its positions `0..=pos`: the same for every layer, so
+    /// built once per step.
+    slots: Vec<Vec<usize>>,
+}
+
+/// The cache rows each token of `layout` attends to.
+fn token_slots(layout: &StepLayout, block_size: usize) -> Vec<Vec<usize>> {
+    layout
+        .tokens
+        .par_iter()
+        .map(|token| {
+            let table = &layout.block_tables[token.seq_index as usize];
+            (0..=token.pos as usize)
+                .map(|pos| cache_slot(table, block_size, pos))
+                .collect()
+        })
+        .collect()
 }
 
 fn flat_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -280,21 +304,16 @@ impl Attention for CpuPagedAttention<'_> {
         // Write this step's keys and values first, so tokens of a chunk see each other.
         self.cache.write(layer, self.layout, &k, &v);
         let (k_cache, v_cache) = (&self.cache.k[layer], &self.cache.v[layer]);
-        let (layout, block_size) = (self.layout, self.cache.block_size);
         let q_row = n_heads * head_dim;
         let mut out = vec![0f32; num_tokens * q_row];
+        let slots = &self.slots;
         out.par_chunks_mut(q_row).enumerate().for_each(|(i, o)| {
-            let token = layout.tokens[i];
-            let table = &layout.block_tables[token.seq_index as usize];
-            let slots: Vec<usize> = (0..=token.pos as usize)
-                .map(|pos| cache_slot(table, block_size, pos))
-                .collect();
             let q_token = &q[i * q_row..(i + 1) * q_row];
             vectorized(TokenAttention {
                 q: q_token,
                 k_cache,
                 v_cache,
-                slots: &slots,
+                slots: &slots[i],
                 heads,
                 out: o,
             });

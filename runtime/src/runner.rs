@@ -1,6 +1,6 @@
 //! Runs one step on the model: packs the scheduled tokens into one `[1, T]` row with their
-//! attention layout, runs the forward over the KV backend, and brings the sampled rows' logits to
-//! the host.
+//! attention layout, runs the forward over the KV backend, and leaves the sampled rows' logits
+//! on the model's device (the step sampler decides what crosses to the host).
 //!
 //! Owns the model handle and the KV backend; knows nothing of requests, scheduling policy or
 //! sampling.
@@ -8,13 +8,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
-use rayon::prelude::*;
+use candle_core::Tensor;
 use rlvr_models::{Batch, Forward, Model};
 
 use crate::block_manager::cache_slot;
 use crate::error::{Ctx, Result};
 use crate::paged_attention::{KvBackend, StepLayout, TokenSlot};
+use crate::step_sampler::Transfers;
 
 /// The model inputs of one step: token ids, their attention layout, and the rows whose logits
 /// are wanted.
@@ -74,60 +74,51 @@ impl ModelRunner {
         Ok(())
     }
 
-    /// Packed forward of `inputs`; logits of its sample rows, in order.
-    pub fn forward(&mut self, inputs: &StepInputs) -> Result<Vec<Vec<f32>>> {
+    /// Packed forward of `inputs`: the logits `[rows, vocab]` of its sample rows, in order, in
+    /// the model's dtype on its device (None when no row is sampled). Token ids and positions
+    /// go up in one copy; the row selection only when it is not every token (decode).
+    pub fn forward(
+        &mut self,
+        inputs: &StepInputs,
+        transfers: &mut Transfers,
+    ) -> Result<Option<Tensor>> {
         let device = self.model.device().clone();
         let num_tokens = inputs.ids.len();
-        let input = Tensor::from_slice(&inputs.ids, (1, num_tokens), &device).ctx("input ids")?;
-        let positions: Vec<u32> = inputs.layout.tokens.iter().map(|t| t.pos).collect();
-        let positions = Tensor::from_vec(positions, (1, num_tokens), &device).ctx("positions")?;
+        let mut packed = Vec::with_capacity(2 * num_tokens);
+        packed.extend_from_slice(&inputs.ids);
+        packed.extend(inputs.layout.tokens.iter().map(|t| t.pos));
+        transfers.uploads += 1;
+        let packed = Tensor::from_vec(packed, (2, num_tokens), &device).ctx("input ids")?;
+        let input = packed.narrow(0, 0, 1).ctx("input ids")?;
+        let positions = packed.narrow(0, 1, 1).ctx("positions")?;
         let mut attn = self.kv.attention(&inputs.layout);
         let batch = Batch::injected(&input, &positions, attn.as_mut());
         let hidden = self.model.hidden(batch, Forward::INFERENCE)?.states;
         drop(attn);
+        transfers.uploads += self.kv.last_step_uploads();
         if inputs.sample_rows.is_empty() {
             // A prefill chunk that completes no prompt: only its KV writes matter (and a
             // zero-row index_select is an invalid launch on CUDA).
-            return Ok(vec![]);
+            return Ok(None);
         }
-        let rows: Vec<u32> = inputs.sample_rows.iter().map(|&r| r as u32).collect();
-        let rows = Tensor::from_vec(rows, inputs.sample_rows.len(), &device).ctx("row index")?;
-        let picked = hidden
-            .squeeze(0)
-            .and_then(|h| h.index_select(&rows, 0))
-            .and_then(|h| h.unsqueeze(0))
-            .ctx("select rows")?;
+        let hidden = hidden.squeeze(0).ctx("select rows")?;
+        let every_token = inputs.sample_rows.len() == num_tokens
+            && inputs.sample_rows.iter().enumerate().all(|(i, &r)| r == i);
+        let picked = if every_token {
+            hidden
+        } else {
+            transfers.uploads += 1;
+            let rows: Vec<u32> = inputs.sample_rows.iter().map(|&r| r as u32).collect();
+            let rows =
+                Tensor::from_vec(rows, inputs.sample_rows.len(), &device).ctx("row index")?;
+            hidden.index_select(&rows, 0).ctx("select rows")?
+        };
+        let picked = picked.unsqueeze(0).ctx("select rows")?;
         let logits = self
             .model
             .logits_native(&picked)?
             .squeeze(0)
             .ctx("logits")?;
-        logits_to_host(&logits)
+        Ok(Some(logits))
     }
-}
-
-/// `[n, vocab]` logits as f32 rows on the host. Half-precision logits cross in their own dtype
-/// (half the bytes of f32) and are widened here, which is exact.
-fn logits_to_host(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    fn widen<T: candle_core::WithDType>(
-        logits: &Tensor,
-        vocab: usize,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let flat = logits.flatten_all()?.to_vec1::<T>()?;
-        Ok(flat
-            .par_chunks(vocab)
-            .map(|row| row.iter().map(|x| x.to_f64() as f32).collect())
-            .collect())
-    }
-    let (_, vocab) = logits.dims2().ctx("logits shape")?;
-    let vocab = vocab.max(1);
-    match logits.dtype() {
-        DType::BF16 => widen::<half::bf16>(logits, vocab),
-        DType::F16 => widen::<half::f16>(logits, vocab),
-        DType::F32 => widen::<f32>(logits, vocab),
-        _ => logits
-            .to_dtype(DType::F32)
-            .and_then(|l| widen::<f32>(&l, vocab)),
-    }
-    .ctx("logits to host")
 }

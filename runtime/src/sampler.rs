@@ -76,7 +76,8 @@ impl SamplingParams {
         Ok(())
     }
 
-    fn truncates(&self) -> bool {
+    /// Whether top-k, top-p or min-p cut the distribution.
+    pub fn truncates(&self) -> bool {
         self.top_k > 0 || self.top_p < 1.0 || self.min_p > 0.0
     }
 }

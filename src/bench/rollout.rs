@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use rlvr_models::Model;
-use rlvr_runtime::{Engine, EngineStats, SamplingParams};
+use rlvr_runtime::{Engine, EngineStats, SamplerKind, SamplingParams};
 use serde_json::{json, Value};
 
 use super::model::BenchModel;
@@ -34,6 +34,13 @@ pub struct RolloutArgs {
     /// `paged` (the runtime) or `naive` (full recompute every token, no KV cache).
     #[arg(long, default_value = "paged")]
     pub engine: String,
+    /// Where tokens are drawn: `host` (logits copied to the host) or `device` (tensor ops on
+    /// the model's device); default: device on a GPU, host on the CPU.
+    #[arg(long, value_parser = ["host", "device"])]
+    pub sampler: Option<String>,
+    /// Add the engine's time split: schedule / build inputs / forward / sample / postprocess.
+    #[arg(long)]
+    pub profile: bool,
     #[command(flatten)]
     pub engine_args: EngineArgs,
 }
@@ -78,6 +85,16 @@ pub fn run(args: &RolloutArgs) -> Result<()> {
     });
     if let (Some(stats), Value::Object(fields)) = (stats, &mut out) {
         fields.extend(stats_fields(&stats));
+        fields.extend(step_counts(&stats, model.config.num_layers));
+        let sampler = match args.sampler.as_deref() {
+            Some("device") => SamplerKind::Device,
+            Some(_) => SamplerKind::Host,
+            None => SamplerKind::default_for(device),
+        };
+        fields.insert("sampler".into(), json!(sampler));
+        if args.profile {
+            fields.insert("profile".into(), profile(&stats));
+        }
     }
     println!("{out}");
     Ok(())
@@ -91,6 +108,12 @@ fn paged(
     params: &SamplingParams,
 ) -> Result<(usize, Option<EngineStats>)> {
     let mut engine = Engine::new(model.clone(), None, args.engine_args.config())?;
+    match args.sampler.as_deref() {
+        Some("host") => engine.set_sampler(SamplerKind::Host),
+        Some("device") => engine.set_sampler(SamplerKind::Device),
+        _ => {}
+    }
+    engine.set_count_ops(true);
     let completions = engine.generate_groups(prompts, args.group, params)?;
     let generated = completions.iter().map(|c| c.token_ids.len()).sum();
     Ok((generated, Some(engine.stats().clone())))
@@ -141,4 +164,47 @@ fn stats_fields(stats: &EngineStats) -> serde_json::Map<String, Value> {
     .into_iter()
     .map(|(key, value)| (key.to_string(), value))
     .collect()
+}
+
+/// What one decode step did, on average: candle ops in all (forward and sampling) and inside
+/// one decoder layer, host → device copies and device → host copies (syncs).
+fn step_counts(stats: &EngineStats, layers: usize) -> serde_json::Map<String, Value> {
+    let steps = stats.decode_steps.max(1) as f64;
+    [
+        ("decode_steps", json!(stats.decode_steps)),
+        ("ops_per_step", json!(stats.decode_ops as f64 / steps)),
+        (
+            "forward_ops_per_layer_per_step",
+            json!(stats.decode_layer_ops as f64 / steps / layers.max(1) as f64),
+        ),
+        (
+            "uploads_per_step",
+            json!(stats.decode_uploads as f64 / steps),
+        ),
+        (
+            "host_syncs_per_step",
+            json!(stats.decode_host_syncs as f64 / steps),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect()
+}
+
+/// The engine's time split (`--profile`); `other_s` is what the named parts leave of the
+/// prefill and decode time.
+fn profile(stats: &EngineStats) -> Value {
+    let named = stats.schedule_s
+        + stats.build_inputs_s
+        + stats.forward_s
+        + stats.sample_s
+        + stats.postprocess_s;
+    json!({
+        "schedule_s": stats.schedule_s,
+        "build_inputs_s": stats.build_inputs_s,
+        "forward_s": stats.forward_s,
+        "sample_s": stats.sample_s,
+        "postprocess_s": stats.postprocess_s,
+        "other_s": (stats.prefill_s + stats.decode_s - named).max(0.0),
+    })
 }

@@ -1,6 +1,7 @@
 //! `rlvr bench train`: trainer forward+backward throughput and optimizer step time (AdamW vs
-//! Magma). The measurement is `rlvr_trainer::bench_train` (it needs the trainer's internals);
-//! this adds the command's fields to its report.
+//! Magma), optionally through LoRA adapters (`--lora-rank`) and with activation recomputation
+//! (`--recompute-every`). The measurement is `rlvr_trainer::bench_train` (it needs the trainer's
+//! internals); this adds the command's fields to its report.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -33,10 +34,33 @@ pub struct TrainBenchArgs {
     /// With --group: the packed layout (each prompt once) or one row per completion.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub share_prompt: bool,
+    /// Train LoRA adapters of this rank (base frozen) instead of every weight.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA α (default 8, as in PEFT).
+    #[arg(long, default_value_t = 8.0)]
+    pub lora_alpha: f64,
+    /// Adapted layers, comma-separated (default all: q,k,v,o,gate,up,down).
+    #[arg(long, default_value = "all")]
+    pub lora_targets: String,
+    /// Activation recomputation: keep one decoder layer input per this many layers.
+    #[arg(long)]
+    pub recompute_every: Option<usize>,
 }
 
 pub fn run(args: &TrainBenchArgs) -> Result<()> {
-    let model = BenchModel::load(&args.model)?.model;
+    let mut model = BenchModel::load(&args.model)?.model;
+    if let Some(rank) = args.lora_rank {
+        let targets = rlvr_models::model::parse_targets(&args.lora_targets)
+            .map_err(|e| anyhow::anyhow!("--lora-targets: {e}"))?;
+        model.attach_lora(rlvr_models::model::LoraConfig {
+            rank,
+            alpha: args.lora_alpha,
+            targets,
+            rslora: false,
+            seed: 0,
+        })?;
+    }
     let shape = args.group.map(|group| rlvr_trainer::GroupShape {
         group,
         prompt_tokens: args.prompt_tokens,
@@ -47,6 +71,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         &model,
         args.batch_tokens,
         args.micro_batch_tokens,
+        args.recompute_every,
         args.iters,
         shape,
     )?;
@@ -54,6 +79,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
     if let Value::Object(fields) = &mut line {
         fields.insert("bench".into(), json!("train"));
         fields.insert("model".into(), json!(args.model.model));
+        fields.insert("lora_rank".into(), json!(args.lora_rank));
         fields.insert(
             "threads".into(),
             json!(candle_core::utils::get_num_threads()),

@@ -63,25 +63,34 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         walls.extend(run_all(&runner, &mut state, &matched, args)?);
         settings.extend(matched);
     }
-    let summaries = summarise(&settings, &walls, args)?;
-    write_outputs(&args.out, &summaries, &settings, args)
+    let logs: Vec<Vec<RunLogs>> = settings
+        .iter()
+        .map(|s| seed_logs(s, args))
+        .collect::<Result<_>>()?;
+    let summaries: Vec<ConfigSummary> = settings
+        .iter()
+        .zip(&walls)
+        .zip(&logs)
+        .map(|((s, w), runs)| ConfigSummary::new(s.label(), runs, w))
+        .collect();
+    write_outputs(&args.out, &summaries, &settings, &logs, args)
 }
 
-/// Run every seed of every setting; the wall times per setting, in order.
+/// Run every seed of every setting, seed by seed (all settings at seed 0 first, so that a sweep
+/// stopped early has every setting at the same number of seeds); the wall times per setting.
 fn run_all(
     runner: &Runner,
     state: &mut SweepState,
     settings: &[Setting],
     args: &SweepArgs,
 ) -> Result<Vec<Vec<f64>>> {
-    settings
-        .iter()
-        .map(|s| {
-            (0..args.seeds)
-                .map(|seed| runner.run(state, &Cell::new(&args.out, s, seed)))
-                .collect()
-        })
-        .collect()
+    let mut walls = vec![Vec::new(); settings.len()];
+    for seed in 0..args.seeds {
+        for (setting, wall) in settings.iter().zip(&mut walls) {
+            wall.push(runner.run(state, &Cell::new(&args.out, setting, seed))?);
+        }
+    }
+    Ok(walls)
 }
 
 fn seed_logs(setting: &Setting, args: &SweepArgs) -> Result<Vec<RunLogs>> {
@@ -133,22 +142,11 @@ fn matched_settings(settings: &[Setting], args: &SweepArgs) -> Result<Vec<Settin
     Ok(matched)
 }
 
-fn summarise(
-    settings: &[Setting],
-    walls: &[Vec<f64>],
-    args: &SweepArgs,
-) -> Result<Vec<ConfigSummary>> {
-    settings
-        .iter()
-        .zip(walls)
-        .map(|(s, w)| Ok(ConfigSummary::new(s.label(), &seed_logs(s, args)?, w)))
-        .collect()
-}
-
 fn write_outputs(
     out: &Path,
     summaries: &[ConfigSummary],
     settings: &[Setting],
+    logs: &[Vec<RunLogs>],
     args: &SweepArgs,
 ) -> Result<()> {
     let json = serde_json::json!({ "grid": args.grids, "seeds": args.seeds, "set": args.sets,
@@ -162,15 +160,11 @@ fn write_outputs(
     println!("{table}");
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
-    let logs: Vec<Vec<RunLogs>> = settings
-        .iter()
-        .map(|s| seed_logs(s, args))
-        .collect::<Result<_>>()?;
     let labels: Vec<String> = settings.iter().map(Setting::label).collect();
     for (i, (title, _, key)) in CURVES.iter().enumerate() {
         let series: Vec<plot::Series> = labels
             .iter()
-            .zip(&logs)
+            .zip(logs)
             .map(|(label, runs)| plot::Series {
                 label,
                 runs: runs.iter().map(|r| &r.curves[i]).collect(),

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
 
 use super::summary::{mean, Curve};
-use crate::train::plots::font_ready;
+use crate::train::plots::{font_ready, step_chart};
 
 /// One configuration's runs of one curve.
 pub struct Series<'a> {
@@ -59,24 +59,8 @@ pub fn draw(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> {
     let (y_lo, y_hi) = y_range(&bands);
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(15);
-    if text {
-        builder
-            .caption(title, ("sans-serif", 22))
-            .x_label_area_size(35)
-            .y_label_area_size(60);
-    }
-    let mut chart = builder
-        .build_cartesian_2d(0f64..x_max, y_lo..y_hi)
-        .map_err(|e| err(&e))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("step");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(|e| err(&e))?;
+    let mut chart = step_chart(&root, title, x_max, y_lo..y_hi)
+        .with_context(|| format!("drawing {}", path.display()))?;
     for (i, (s, b)) in series.iter().zip(&bands).enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let mut outline: Vec<(f64, f64)> = b.iter().map(|p| (p.0, p.3)).collect();

@@ -99,6 +99,63 @@ impl Default for EngineSection {
     }
 }
 
+/// `[lora]`: train LoRA adapters instead of every weight (PEFT's initialisation and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSection {
+    /// Adapter rank r; 0 = full fine-tuning.
+    pub rank: usize,
+    /// α (PEFT's `lora_alpha`, default 8 as in PEFT): the adapters' scale is α/r.
+    pub alpha: f64,
+    /// Adapted layers, any of q, k, v, o, gate, up, down (default: all seven).
+    pub targets: Vec<String>,
+    /// rsLoRA: scale α/√r.
+    pub rslora: bool,
+    /// Start from this PEFT adapter directory (its r, α and targets are used).
+    pub adapter: Option<String>,
+    /// Export the merged full model (an HF directory) instead of the PEFT adapter.
+    pub merge: bool,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        let d = rlvr_models::model::LoraConfig::default();
+        Self {
+            rank: 0,
+            alpha: d.alpha,
+            targets: d.targets.iter().map(|t| t.to_string()).collect(),
+            rslora: false,
+            adapter: None,
+            merge: false,
+        }
+    }
+}
+
+impl LoraSection {
+    /// Whether the run trains adapters.
+    pub fn enabled(&self) -> bool {
+        self.rank > 0 || self.adapter.is_some()
+    }
+
+    /// The adapters' configuration (`seed` draws A), when `rank` > 0.
+    pub fn config(&self, seed: u64) -> Result<Option<rlvr_models::model::LoraConfig>> {
+        if self.rank == 0 {
+            return Ok(None);
+        }
+        let targets = rlvr_models::model::parse_targets(&self.targets.join(","))
+            .map_err(|e| anyhow::anyhow!("lora.targets: {e}"))?;
+        let c = rlvr_models::model::LoraConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            targets,
+            rslora: self.rslora,
+            seed,
+        };
+        c.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Some(c))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
@@ -159,6 +216,7 @@ pub struct RunConfig {
     pub dtype: Option<String>,
     pub task: TaskConfig,
     pub engine: EngineSection,
+    pub lora: LoraSection,
     /// Everything else of the trainer (loss details, correction, mini/micro-batches, …).
     pub trainer: TrainerConfig,
 }
@@ -212,6 +270,7 @@ impl Default for RunConfig {
             dtype: None,
             task: TaskConfig::default(),
             engine: EngineSection::default(),
+            lora: LoraSection::default(),
             trainer,
         }
     }
@@ -331,6 +390,10 @@ impl RunConfig {
         self.trainer
             .validate()
             .map_err(|e| anyhow::anyhow!("trainer: {e}"))?;
+        self.lora.config(self.seed)?;
+        if self.lora.merge && !self.lora.enabled() {
+            bail!("lora.merge (--merge) needs LoRA adapters (--lora-rank or --adapter)");
+        }
         Ok(())
     }
 

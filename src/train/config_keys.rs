@@ -33,7 +33,7 @@ const ALIASES: [(&str, &str); 5] = [
 impl Override {
     /// A flag's value for top-level `key`, e.g. `--max-new-tokens`.
     pub fn flag(key: &str, value: toml::Value) -> Result<Self> {
-        let source = format!("--{}", key.replace('_', "-"));
+        let source = format!("--{}", key.replace(['_', '.'], "-"));
         let value = toml_to_json(value, key, &source)?;
         Ok(Self {
             value: nest(key, value),

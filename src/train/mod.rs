@@ -85,6 +85,24 @@ pub struct TrainArgs {
     /// before the run starts (default), or leave it out.
     #[arg(long, value_enum)]
     pub on_long_prompt: Option<OnLongPrompt>,
+    /// Train LoRA adapters of this rank instead of every weight (`lora.rank`).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA α (`lora.alpha`; default 8 as in PEFT): the adapters' scale is α/r.
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Adapted layers, comma-separated: q,k,v,o,gate,up,down (default all).
+    #[arg(long)]
+    pub lora_targets: Option<String>,
+    /// rsLoRA scaling α/√r (`lora.rslora`).
+    #[arg(long)]
+    pub rslora: bool,
+    /// Start from this PEFT adapter directory (`lora.adapter`).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Export the merged full model instead of the PEFT adapter (`lora.merge`).
+    #[arg(long)]
+    pub merge: bool,
     /// Set any config key: `--set trainer.num_minibatches=2 --set task.digits=2`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -113,6 +131,12 @@ impl TrainArgs {
             ("max_staleness", flag(&self.max_staleness)),
             ("device", flag(&self.device)),
             ("on_long_prompt", flag(&self.on_long_prompt)),
+            ("lora.rank", flag(&self.lora_rank)),
+            ("lora.alpha", flag(&self.lora_alpha)),
+            ("lora.targets", flag(&self.lora_targets_list())),
+            ("lora.rslora", flag(&self.rslora.then_some(true))),
+            ("lora.adapter", flag(&self.adapter)),
+            ("lora.merge", flag(&self.merge.then_some(true))),
         ];
         let set_by_flags = flags
             .into_iter()
@@ -120,6 +144,14 @@ impl TrainArgs {
         set_by_flags
             .chain(self.set.iter().map(|kv| Override::set(kv)))
             .collect()
+    }
+}
+
+impl TrainArgs {
+    fn lora_targets_list(&self) -> Option<Vec<String>> {
+        self.lora_targets
+            .as_ref()
+            .map(|s| s.split(',').map(|t| t.trim().to_string()).collect())
     }
 }
 

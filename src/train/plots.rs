@@ -4,10 +4,13 @@
 //!
 //! It reads the run's JSONL logs and nothing else: it must not know how they were made.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
@@ -85,8 +88,37 @@ pub fn draw_all(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn draw(path: &Path, title: &str, pts: &[(f64, f64)], held_out: &[(f64, f64)]) -> Result<()> {
+/// The chart both the run's and the sweep's plots draw on: steps on x from 0 to `x_max`, `y`
+/// on y, the title and axis labels where a font is available (none at all without one).
+pub(crate) fn step_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    x_max: f64,
+    y: Range<f64>,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
     let text = font_ready();
+    let mut builder = ChartBuilder::on(root);
+    builder.margin(15);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(35)
+            .y_label_area_size(60);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0f64..x_max, y)
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("step");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(|e| anyhow!("{e}"))?;
+    Ok(chart)
+}
+
+fn draw(path: &Path, title: &str, pts: &[(f64, f64)], held_out: &[(f64, f64)]) -> Result<()> {
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let all = pts.iter().chain(held_out);
@@ -101,24 +133,7 @@ fn draw(path: &Path, title: &str, pts: &[(f64, f64)], held_out: &[(f64, f64)]) -
         y_max = y_min + 1.0;
     }
     let pad = 0.05 * (y_max - y_min);
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(15);
-    if text {
-        builder
-            .caption(title, ("sans-serif", 22))
-            .x_label_area_size(35)
-            .y_label_area_size(60);
-    }
-    let mut chart = builder
-        .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))
-        .map_err(|e| anyhow!("{e}"))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("step");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(|e| anyhow!("{e}"))?;
+    let mut chart = step_chart(&root, title, x_max, (y_min - pad)..(y_max + pad))?;
     chart
         .draw_series(LineSeries::new(pts.iter().copied(), BLUE.stroke_width(2)))
         .map_err(|e| anyhow!("{e}"))?;

@@ -47,7 +47,8 @@ pub struct Start {
 impl Run {
     /// Load the model and the data for `cfg` and build the trainer around the model.
     pub fn load(cfg: RunConfig, dir: RunDir) -> Result<Self> {
-        let loaded = load_model(&cfg)?;
+        let mut loaded = load_model(&cfg)?;
+        attach_lora(&cfg, &mut loaded.model)?;
         if cfg.chat && loaded.tokenizer.chat_template.is_none() {
             bail!(
                 "model {:?} has no chat template: set `chat = false` (or --set chat=false) to use raw prompts",
@@ -163,12 +164,13 @@ impl Run {
     /// and a partial export.
     fn remove_stale_temporaries(&self) -> Result<()> {
         let mut removed = rlvr_trainer::remove_stale_temporaries(&self.dir.checkpoints())?;
-        let export =
-            rlvr_models::weights::temporary_path(&self.export_dir().join("model.safetensors"));
-        if export.is_file() {
-            std::fs::remove_file(&export)
-                .with_context(|| format!("removing {}", export.display()))?;
-            removed.push(export);
+        for file in ["model.safetensors", rlvr_models::peft::ADAPTER_WEIGHTS] {
+            let export = rlvr_models::weights::temporary_path(&self.export_dir().join(file));
+            if export.is_file() {
+                std::fs::remove_file(&export)
+                    .with_context(|| format!("removing {}", export.display()))?;
+                removed.push(export);
+            }
         }
         for path in removed {
             eprintln!(
@@ -233,7 +235,8 @@ impl Run {
     }
 
     /// Write the trained model (full-precision weights) as an HF directory `final/`, unless
-    /// `export_dtype` is `none`.
+    /// `export_dtype` is `none`; under LoRA the PEFT adapter directory instead, or with
+    /// `lora.merge` the HF directory of the merged weights.
     pub fn export(&self) -> Result<()> {
         let dtype = match self.cfg.export_dtype.as_str() {
             "none" => return Ok(()),
@@ -241,9 +244,31 @@ impl Run {
             _ => DType::F32,
         };
         let out = self.export_dir();
+        let weights = match self.model.lora() {
+            Some(lora) if !self.cfg.lora.merge => {
+                let base = match self.cfg.model.as_str() {
+                    "default" => rlvr_models::DEFAULT_MODEL_ID,
+                    other => other,
+                };
+                rlvr_models::peft::save_adapter(
+                    &lora.config,
+                    &self.trainer.full_precision_state_dict(),
+                    base,
+                    &out,
+                    dtype,
+                )?;
+                eprintln!(
+                    "rlvr: exported the trained LoRA adapter (PEFT) to {}",
+                    out.display()
+                );
+                return Ok(());
+            }
+            Some(_) => self.model.merged_state_dict()?,
+            None => self.trainer.full_precision_state_dict(),
+        };
         rlvr_models::save_hf_dir_with(
             &self.model,
-            &self.trainer.full_precision_state_dict(),
+            &weights,
             &self.tokenizer,
             self.generation_config.as_ref(),
             &self.eos,
@@ -255,8 +280,27 @@ impl Run {
     }
 }
 
+/// Attach the run's LoRA adapters (`[lora]`): an existing PEFT adapter, or fresh ones.
+fn attach_lora(cfg: &RunConfig, model: &mut Model) -> Result<()> {
+    if let Some(dir) = &cfg.lora.adapter {
+        return crate::common::attach_adapter(model, std::path::Path::new(dir), cfg.seed);
+    }
+    if let Some(lora) = cfg.lora.config(cfg.seed)? {
+        let (rank, alpha, scale) = (lora.rank, lora.alpha, lora.scale());
+        let modules = rlvr_models::peft::module_names(&lora.targets);
+        model.attach_lora(lora)?;
+        let n: usize = model.trainable().iter().map(|(_, v)| v.elem_count()).sum();
+        eprintln!(
+            "rlvr: LoRA r={rank} alpha={alpha} (scale {scale}) on {modules}: {n} trainable parameters of {}",
+            model.num_parameters()
+        );
+    }
+    Ok(())
+}
+
 fn load_model(cfg: &RunConfig) -> Result<LoadedModel> {
     ModelArgs {
+        adapter: None,
         model: cfg.model.clone(),
         revision: None,
         device: cfg.device.clone(),

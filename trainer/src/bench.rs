@@ -1,5 +1,7 @@
 //! Throughput benchmark of the training path: forward+backward tokens/s and optimizer step time
-//! for AdamW vs Magma vs SkipUpdate, on any model. The optimizers run at lr = 0, so the weights are unchanged.
+//! for AdamW vs Magma vs SkipUpdate, on any model (with LoRA adapters attached: on the adapters
+//! only; optionally with activation recomputation). The optimizers run at lr = 0, so the
+//! weights are unchanged.
 //!
 //! Owns the benchmark's batch and report. Must not know losses or rollouts: it times the
 //! trainer's own forward/backward ([`crate::trainer`]) and the optimizer as they are.
@@ -13,13 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows, MicroRows};
+use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows, MicroRows, RowsForward};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
     pub device: String,
     pub dtype: String,
     pub parameters: usize,
+    /// Parameters with gradients and optimizer state (the adapters under LoRA).
+    pub trainable_parameters: usize,
+    /// Activation recomputation: one saved layer input per this many layers.
+    pub recompute_every: Option<usize>,
     pub rows: usize,
     pub seq_len: usize,
     pub batch_tokens: usize,
@@ -125,6 +131,7 @@ pub fn bench_train(
     model: &Model,
     batch_tokens: usize,
     micro_batch_tokens: Option<usize>,
+    recompute_every: Option<usize>,
     iters: usize,
     shape: Option<GroupShape>,
 ) -> Result<BenchReport> {
@@ -139,11 +146,12 @@ pub fn bench_train(
         .map_or(rows_n, |t| (t / seq_len).max(1))
         .min(rows_n);
     device_mem::reset_peak(&dev);
-    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &batch, micro_rows, iters)?;
+    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &batch, (micro_rows, recompute_every), iters)?;
     let fwd_bwd_peak_mb = device_mem::peak_mib(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
-        .named_vars()
+        .trainable()
+        .into_iter()
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
     let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
@@ -154,6 +162,8 @@ pub fn bench_train(
         device: format!("{:?}", dev.location()),
         dtype: format!("{:?}", model.dtype()),
         parameters: model.num_parameters(),
+        trainable_parameters: params.iter().map(|(_, v)| v.elem_count()).sum(),
+        recompute_every,
         rows: rows_n,
         seq_len,
         batch_tokens: tokens,
@@ -193,7 +203,7 @@ fn sync(grads: &[Option<Tensor>]) -> Result<()> {
 fn time_fwd_bwd(
     model: &Model,
     batch: &BenchBatch,
-    micro_rows: usize,
+    micro_rows: (usize, Option<usize>),
     iters: usize,
 ) -> Result<(Vec<Option<Tensor>>, f64)> {
     let grads = summed_grads(model, batch, micro_rows)?;
@@ -243,10 +253,15 @@ fn time_optimizer(
 fn summed_grads(
     model: &Model,
     batch: &BenchBatch,
-    micro_rows: usize,
+    (micro_rows, recompute_every): (usize, Option<usize>),
 ) -> Result<Vec<Option<Tensor>>> {
     let targets = batch.targets();
-    let mut acc: Vec<Option<Tensor>> = vec![None; model.vars().len()];
+    let mut acc: Vec<Option<Tensor>> = vec![None; model.trainable().len()];
+    let opts = RowsForward {
+        temperature: 1.0,
+        keep_entropy: false,
+        recompute_every,
+    };
     let micro_rows = micro_rows.max(1);
     for (chunk, prompt_lens) in batch
         .rows
@@ -254,7 +269,7 @@ fn summed_grads(
         .zip(batch.prompt_lens.chunks(micro_rows))
     {
         let rows = MicroRows::new(chunk.to_vec(), prompt_lens.to_vec(), 0, batch.share_prompt)?;
-        let fwd = train_forward_rows(model, &rows, 1.0, false, &[])?;
+        let fwd = train_forward_rows(model, &rows, opts, &[])?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
         accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }
@@ -271,7 +286,7 @@ mod tests {
     fn bench_runs_and_leaves_weights_unchanged() {
         let model = tiny_model(3);
         let before = weight_bits(&model);
-        let r = bench_train(&model, 64, None, 1, None).unwrap();
+        let r = bench_train(&model, 64, None, None, 1, None).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
         assert!(r.skip_update_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
@@ -291,8 +306,8 @@ mod tests {
             rows,
             share_prompt: false,
         };
-        let full = summed_grads(&model, &batch, 6).unwrap();
-        let micro = summed_grads(&model, &batch, 4).unwrap();
+        let full = summed_grads(&model, &batch, (6, None)).unwrap();
+        let micro = summed_grads(&model, &batch, (4, Some(1))).unwrap();
         let mut compared = 0;
         for (a, b) in full.iter().zip(&micro) {
             if let (Some(a), Some(b)) = (a, b) {
@@ -302,7 +317,7 @@ mod tests {
             }
         }
         assert_eq!(compared, model.vars().len());
-        let r = bench_train(&model, 64, Some(16), 1, None).unwrap();
+        let r = bench_train(&model, 64, Some(16), Some(2), 1, None).unwrap();
         assert!(r.micro_batch_rows >= 1 && r.micro_batch_rows <= r.rows);
     }
 
@@ -320,9 +335,9 @@ mod tests {
         let batch = |share| BenchBatch::new(&model, 100, Some(shape(share)));
         assert_eq!(batch(true).rows.len(), 8);
         assert_eq!(batch(true).targets(), 40);
-        let base = summed_grads(&model, &batch(false), 8).unwrap();
+        let base = summed_grads(&model, &batch(false), (8, None)).unwrap();
         for micro in [8, 4, 3] {
-            let shared = summed_grads(&model, &batch(true), micro).unwrap();
+            let shared = summed_grads(&model, &batch(true), (micro, None)).unwrap();
             for (a, b) in shared.iter().zip(&base) {
                 let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
                 let (d, scale) = (max_abs_diff(a, b), max_abs(b));
@@ -332,7 +347,7 @@ mod tests {
                 );
             }
         }
-        let r = bench_train(&model, 100, None, 1, Some(shape(true))).unwrap();
+        let r = bench_train(&model, 100, None, None, 1, Some(shape(true))).unwrap();
         assert_eq!((r.rows, r.seq_len, r.batch_tokens), (8, 11, 88));
         assert_eq!(r.group_shape, Some(shape(true)));
     }

@@ -6,7 +6,8 @@
 //! killed process are removed by [`remove_stale_temporaries`].
 //!
 //! Layout: `<root>/step-<T, 8 digits>/{model.safetensors, optimizer.safetensors,
-//! trainer_state.json, manifest.json}`. Checkpoints of older rlvr versions have no manifest:
+//! trainer_state.json, manifest.json}`. `model.safetensors` holds the trainable weights: all of
+//! them, or under LoRA the adapters only (PEFT names; the frozen base is the run's model). Checkpoints of older rlvr versions have no manifest:
 //! they load, reported as [`Verified::NoManifest`].
 //!
 //! Owns the directory layout, the atomic write, verification and the retention. Must not know
@@ -133,7 +134,8 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         keep_last: usize,
     ) -> Result<PathBuf> {
         fs::create_dir_all(root).map_err(io_err(root))?;
-        let weights: HashMap<String, Tensor> = self.model.state_dict().into_iter().collect();
+        let weights: HashMap<String, Tensor> =
+            self.model.trainable_state_dict().into_iter().collect();
         let optimizer = self.optimizer.state_tensors();
         let needed =
             tensor_file::data_bytes(&weights) + tensor_file::data_bytes(&optimizer) + SLACK_BYTES;
@@ -217,10 +219,16 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         let weights = load(&wpath)?;
         let opt = load(&dir.join(OPTIMIZER_FILE))?;
         // Check everything before touching any weight.
-        for (name, var) in self.model.named_vars() {
+        let trainable = self.model.trainable();
+        for &(name, var) in &trainable {
             let t = weights
                 .get(name)
-                .ok_or_else(|| ck_err(&wpath, format!("missing tensor {name}")))?;
+                .ok_or_else(|| {
+                    ck_err(
+                        &wpath,
+                        format!("missing tensor {name} (LoRA checkpoints hold adapters only: resume with the same LoRA settings)"),
+                    )
+                })?;
             if t.dims() != var.dims() || t.dtype() != var.dtype() {
                 return Err(ck_err(
                     &wpath,
@@ -235,7 +243,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             }
         }
         self.optimizer.load_state(&opt, &state.optimizer)?;
-        for (name, var) in self.model.named_vars() {
+        for (name, var) in trainable {
             if let Some(t) = weights.get(name) {
                 var.set(t)?;
             }

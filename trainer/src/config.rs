@@ -64,6 +64,12 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// Token id used for right padding (any id works: padded positions are masked).
     pub pad_id: u32,
+    /// Activation recomputation: the training forward keeps only the input of every
+    /// `recompute_every`-th decoder layer and the backward recomputes the rest (same gradients,
+    /// less memory, ~one more forward of compute). The CPU hand-written backward only.
+    pub recompute_activations: bool,
+    /// k of [`TrainerConfig::recompute_activations`]: one saved input per k layers.
+    pub recompute_every: usize,
     /// Skip the forward/backward of micro-batches whose samples all have zero advantage when
     /// neither a KL nor an entropy term is on (their gradient is exactly zero); their tokens stay
     /// in the loss's denominators, so the gradient is bit for bit the one without skipping.
@@ -100,6 +106,8 @@ impl Default for TrainerConfig {
             optimizer: OptimizerConfig::default(),
             seed: 0,
             pad_id: 0,
+            recompute_activations: false,
+            recompute_every: 1,
             skip_zero_advantage: true,
             share_prompt: true,
         }
@@ -126,6 +134,11 @@ impl TrainerConfig {
         }
     }
 
+    /// `Some(k)` when activation recomputation is on.
+    pub fn recompute(&self) -> Option<usize> {
+        self.recompute_activations.then_some(self.recompute_every)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(TrainerError::Config(m));
         let s = self.loss_settings();
@@ -146,6 +159,9 @@ impl TrainerConfig {
                 "s2t_quantile must be in [0, 1], got {}",
                 self.s2t_quantile
             ));
+        }
+        if self.recompute_activations && self.recompute_every == 0 {
+            return bad("recompute_every must be ≥ 1".into());
         }
         if self.correction.tis_cap <= 0.0 || self.correction.icepop_beta < 1.0 {
             return bad("correction: tis_cap must be > 0 and icepop_beta ≥ 1".into());

@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::loss::LossSettings;
 use crate::optim::{OptimStats, Optimizer};
 use crate::rng::SplitMix64;
-pub(crate) use forward::{accumulate_grads, micro_grads, train_forward_rows};
+pub(crate) use forward::{accumulate_grads, micro_grads, train_forward_rows, RowsForward};
 use metrics::StepTotals;
 pub use metrics::{StepMetrics, Timings};
 use prepare::Seq;
@@ -50,9 +50,19 @@ pub struct Trainer<M: Deref<Target = Model>> {
 impl<M: Deref<Target = Model>> Trainer<M> {
     pub fn new(model: M, config: TrainerConfig) -> Result<Self> {
         config.validate()?;
-        // The optimizer's parameters are the model's vars, in order: gradients line up with both.
+        if config.recompute_activations && !model.supports_taped_backward() {
+            return Err(crate::error::TrainerError::Config(format!(
+                "recompute_activations needs the hand-written backward (a CPU f32/f64 model), not \
+                 {:?} {:?}: candle's autograd keeps every activation",
+                model.device().location(),
+                model.dtype()
+            )));
+        }
+        // The optimizer's parameters are the model's trainable vars (the adapters under LoRA),
+        // in order: gradients line up with both.
         let params = model
-            .named_vars()
+            .trainable()
+            .into_iter()
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect();
         let optimizer = Optimizer::new(params, config.optimizer.clone())?;
@@ -221,6 +231,8 @@ fn micro_batches(seqs: &[Seq], r: &Range<usize>, size: usize, by_group: bool) ->
     out
 }
 
+#[cfg(test)]
+mod lora_tests;
 #[cfg(test)]
 mod share_tests;
 #[cfg(test)]

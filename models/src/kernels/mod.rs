@@ -17,6 +17,7 @@ pub(crate) mod rms_norm;
 pub(crate) mod rope;
 pub(crate) mod swiglu;
 pub(crate) mod target_stats;
+pub(crate) mod transpose;
 
 pub(crate) use host::{cpu_slice, with_hosts};
 pub(crate) use op::{backward1, Kernel1, Kernel2, Op};

@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 
 use super::backward::{HiddenTape, LayerTape};
-use super::params::LayerSlot::*;
+use super::params::LayerSlot::{self, *};
 use super::{pad_batch, LayerParams, Model};
 use crate::attention::{causal_kernel_attention, Attention, AttnParts, CausalAttention};
 use crate::error::{CandleContext, ModelError, Result};
@@ -39,6 +39,10 @@ pub enum Grad {
 pub struct Forward {
     pub numerics: Numerics,
     pub grad: Grad,
+    /// With [`Grad::Tape`]: keep only the input of every k-th decoder layer and recompute each
+    /// run of k layers in the backward (activation recomputation); `None` keeps every layer's
+    /// activations.
+    pub recompute_every: Option<usize>,
 }
 
 impl Forward {
@@ -46,25 +50,46 @@ impl Forward {
     pub const INFERENCE: Self = Self {
         numerics: Numerics::Fused,
         grad: Grad::None,
+        recompute_every: None,
     };
     /// Training with candle's autograd.
     pub const TRAIN: Self = Self {
         numerics: Numerics::Train,
         grad: Grad::Autograd,
+        recompute_every: None,
     };
     /// The training numerics without a graph (bit-identical values, much less memory): for
     /// no-grad passes that must match training.
     pub const TRAIN_NO_GRAD: Self = Self {
         numerics: Numerics::Train,
         grad: Grad::None,
+        recompute_every: None,
     };
     /// The training numerics, keeping the tape of the hand-written backward.
     pub const TRAIN_TAPED: Self = Self {
         numerics: Numerics::Train,
         grad: Grad::Tape,
+        recompute_every: None,
     };
 
+    /// This forward with activation recomputation every `k` layers (see
+    /// [`Forward::recompute_every`]).
+    pub const fn recomputing(self, k: Option<usize>) -> Self {
+        Self {
+            recompute_every: k,
+            ..self
+        }
+    }
+
     fn check(self) -> Result<()> {
+        if self.recompute_every.is_some() && self.grad != Grad::Tape {
+            return Err(invalid(
+                "activation recomputation is implemented for the taped forward (Grad::Tape) only",
+            ));
+        }
+        if self.recompute_every == Some(0) {
+            return Err(invalid("recompute_every must be ≥ 1"));
+        }
         if self.numerics == Numerics::Fused && self.grad != Grad::None {
             return Err(invalid(
                 "the fused inference kernels have no backward: use Numerics::Train for gradients",
@@ -141,13 +166,14 @@ impl Hidden {
 }
 
 /// What every layer of one forward shares.
-struct Pass<'a> {
-    fwd: Forward,
-    cos: Tensor,
-    sin: Tensor,
-    eps: f32,
-    attn: &'a mut dyn Attention,
-    tape: Option<&'a mut HiddenTape>,
+pub(super) struct Pass<'a> {
+    pub(super) fwd: Forward,
+    pub(super) cos: Tensor,
+    pub(super) sin: Tensor,
+    pub(super) eps: f32,
+    /// The injected attention (unused by a taped pass, which runs the causal kernel itself).
+    pub(super) attn: Option<&'a mut dyn Attention>,
+    pub(super) tape: Option<&'a mut HiddenTape>,
 }
 
 impl Model {
@@ -218,7 +244,7 @@ impl Model {
         let pos = Tensor::from_slice(layout.positions(), (1, t), &self.device)?;
         let index = PackedIndex::new(layout, &self.device)?;
         let mut tape = (fwd.grad == Grad::Tape).then(|| {
-            let mut tape = HiddenTape::new(vec![t], t, self.layers.len());
+            let mut tape = HiddenTape::new(vec![t], t, self.layers.len(), fwd.recompute_every);
             tape.packed = Some(index.clone());
             tape
         });
@@ -234,8 +260,8 @@ impl Model {
         if fwd.numerics == Numerics::Fused {
             attn = attn.inference();
         }
-        let mut tape =
-            (fwd.grad == Grad::Tape).then(|| HiddenTape::new(lengths, seq_len, self.layers.len()));
+        let mut tape = (fwd.grad == Grad::Tape)
+            .then(|| HiddenTape::new(lengths, seq_len, self.layers.len(), fwd.recompute_every));
         let states = self.run(&ids, &pos, &mut attn, fwd, tape.as_mut())?;
         Ok(Hidden { states, tape })
     }
@@ -266,7 +292,7 @@ impl Model {
             cos,
             sin,
             eps: self.config.rms_norm_eps as f32,
-            attn,
+            attn: Some(attn),
             tape,
         };
         let (b, s) = input_ids.dims2()?;
@@ -278,8 +304,15 @@ impl Model {
         if let Some(t) = pass.tape.as_deref_mut() {
             t.record_inputs(ids, pass.cos.clone(), pass.sin.clone());
         }
+        let mark = crate::op_count::enabled().then(crate::op_count::OpMark::now);
         for (index, layer) in self.layers.iter().enumerate() {
+            if let Some(t) = pass.tape.as_deref_mut() {
+                t.record_checkpoint(index, &x);
+            }
             x = self.layer(index, layer, x, &mut pass)?;
+        }
+        if let Some(mark) = mark {
+            crate::op_count::add_layer_ops(mark.ops_since());
         }
         if let Some(t) = pass.tape.as_deref_mut() {
             t.x_final = Some(x.clone());
@@ -287,8 +320,32 @@ impl Model {
         pass.norm(&x, &self.weight(self.norm, fwd.attached()))
     }
 
+    /// `x·Wᵀ (+ b)` for the layer's projection `slot` (and its bias), plus the LoRA adapter's
+    /// `s·(x·Aᵀ)·Bᵀ` where `slot` is adapted.
+    fn proj(
+        &self,
+        pass: &Pass<'_>,
+        (index, l): (usize, &LayerParams),
+        slot: LayerSlot,
+        bias: Option<LayerSlot>,
+        x: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let attached = pass.fwd.attached();
+        let b = bias
+            .and_then(|s| l.get(s))
+            .map(|i| self.weight(i, attached));
+        let y = pass.linear(x, &self.weight(l.at(slot), attached), b.as_ref())?;
+        match &self.lora {
+            Some(lora) => match lora.find(index, slot) {
+                Some(i) => y + lora.delta(i, x, !pass.fused(), attached)?,
+                None => Ok(y),
+            },
+            None => Ok(y),
+        }
+    }
+
     /// One decoder layer: `x + attn(norm(x))`, then `+ mlp(norm(·))`.
-    fn layer(
+    pub(super) fn layer(
         &self,
         index: usize,
         l: &LayerParams,
@@ -297,21 +354,21 @@ impl Model {
     ) -> candle_core::Result<Tensor> {
         let attached = pass.fwd.attached();
         let w = |i: usize| self.weight(i, attached);
-        let bias = |i: Option<usize>| i.map(w);
+        let at = (index, l);
         let (b, s, _) = x.dims3()?;
         let cfg = &self.config;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
 
         // Attention block.
         let h1 = pass.norm(&x, &w(l.at(InputNorm)))?;
-        let q0 = pass
-            .linear(&h1, &w(l.at(Q)), bias(l.get(QBias)).as_ref())?
+        let q0 = self
+            .proj(pass, at, Q, Some(QBias), &h1)?
             .reshape((b, s, nh, hd))?;
-        let k0 = pass
-            .linear(&h1, &w(l.at(K)), bias(l.get(KBias)).as_ref())?
+        let k0 = self
+            .proj(pass, at, K, Some(KBias), &h1)?
             .reshape((b, s, nkv, hd))?;
-        let v = pass
-            .linear(&h1, &w(l.at(V)), bias(l.get(VBias)).as_ref())?
+        let v = self
+            .proj(pass, at, V, Some(VBias), &h1)?
             .reshape((b, s, nkv, hd))?;
         let (q, k) = match (l.get(QNorm), l.get(KNorm)) {
             (Some(qn), Some(kn)) => (pass.norm(&q0, &w(qn))?, pass.norm(&k0, &w(kn))?),
@@ -320,18 +377,19 @@ impl Model {
         let (q, k) = (pass.rope(&q)?, pass.rope(&k)?);
         let (a, parts) = pass.attend(index, &q, &k, &v)?;
         let a = a.reshape((b, s, nh * hd))?;
-        let o = pass.linear(&a, &w(l.at(O)), bias(l.get(OBias)).as_ref())?;
+        let o = self.proj(pass, at, O, Some(OBias), &a)?;
         let x_mid = (&x + o)?;
 
         // MLP block.
         let h2 = pass.norm(&x_mid, &w(l.at(PostNorm)))?;
-        let g = pass.linear(&h2, &w(l.at(Gate)), None)?;
-        let u = pass.linear(&h2, &w(l.at(Up)), None)?;
+        let g = self.proj(pass, at, Gate, None, &h2)?;
+        let u = self.proj(pass, at, Up, None, &h2)?;
         let gu = pass.swiglu(&g, &u)?;
-        let m = pass.linear(&gu, &w(l.at(Down)), None)?;
+        let m = self.proj(pass, at, Down, None, &gu)?;
         let out = (&x_mid + m)?;
 
-        if let (Some(t), Some(attn)) = (pass.tape.as_deref_mut(), parts) {
+        let keep = pass.tape.as_deref().is_some_and(HiddenTape::keeps_layers);
+        if let (true, Some(t), Some(attn)) = (keep, pass.tape.as_deref_mut(), parts) {
             // The norms' outputs and silu(g)·u are recomputed by the backward.
             drop((h1, h2, gu));
             let qk = l.get(QNorm).is_some();
@@ -405,7 +463,10 @@ impl Pass<'_> {
                 parts.probs = None;
                 Ok((parts.out.clone(), Some(parts)))
             }
-            None => Ok((self.attn.attend(layer, q, k, v)?, None)),
+            None => match self.attn.as_deref_mut() {
+                Some(attn) => Ok((attn.attend(layer, q, k, v)?, None)),
+                None => candle_core::bail!("a forward without a tape needs an attention"),
+            },
         }
     }
 }

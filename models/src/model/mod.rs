@@ -8,7 +8,10 @@
 
 mod backward;
 mod forward;
+pub mod lora;
 mod params;
+mod recompute;
+mod trainable;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use crate::kernels::cpu_kernels;
 
 pub use backward::HiddenTape;
 pub use forward::{Batch, Forward, Grad, Hidden, Numerics};
+pub use lora::{parse_targets, peft_name, Lora, LoraConfig, LoraTarget};
 pub use params::expected_tensors;
 use params::{LayerParams, EMBED, FINAL_NORM, LM_HEAD};
 
@@ -36,6 +40,9 @@ pub struct Model {
     inv_freq: Tensor,
     device: Device,
     dtype: DType,
+    /// LoRA adapters: when present, the base weights are frozen and the adapters are the
+    /// trainable parameters (see `trainable.rs`).
+    lora: Option<Lora>,
 }
 
 impl Model {
@@ -99,6 +106,7 @@ impl Model {
             inv_freq,
             device: device.clone(),
             dtype,
+            lora: None,
         })
     }
 
@@ -158,10 +166,10 @@ impl Model {
         cpu_kernels(&self.device, self.dtype)
     }
 
-    /// Parameter `i`: tracked by autograd when `attached`, else a detached view of the same
-    /// storage.
+    /// Parameter `i`: tracked by autograd when `attached` (and the base is not frozen under LoRA
+    /// adapters), else a detached view of the same storage.
     fn weight(&self, i: usize, attached: bool) -> Tensor {
-        if attached {
+        if attached && self.lora.is_none() {
             self.vars[i].as_tensor().clone()
         } else {
             self.vars[i].as_detached_tensor()
@@ -204,5 +212,7 @@ pub fn pad_batch(
     ))
 }
 
+#[cfg(test)]
+mod lora_tests;
 #[cfg(test)]
 mod tests;

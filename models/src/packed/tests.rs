@@ -7,18 +7,22 @@ use crate::config::{Architecture, ModelConfig};
 use crate::model::{Batch, Forward, Model};
 use crate::testing::{check, close, randt};
 
+/// A prompt and its completions.
+type UnitData = (Vec<u32>, Vec<Vec<u32>>);
+
 /// Two units: a prompt of 3 with completions of 2, 0 and 4 tokens; a prompt of 1 with one of 1.
-fn units_data() -> (Vec<u32>, Vec<Vec<u32>>, Vec<u32>, Vec<Vec<u32>>) {
+fn units_data() -> (UnitData, UnitData) {
     (
-        vec![5, 6, 7],
-        vec![vec![8, 9], vec![], vec![10, 11, 12, 13]],
-        vec![14],
-        vec![vec![15]],
+        (
+            vec![5, 6, 7],
+            vec![vec![8, 9], vec![], vec![10, 11, 12, 13]],
+        ),
+        (vec![14], vec![vec![15]]),
     )
 }
 
 fn layout() -> PackedLayout {
-    let (p1, c1, p2, c2) = units_data();
+    let ((p1, c1), (p2, c2)) = units_data();
     let c1: Vec<&[u32]> = c1.iter().map(Vec::as_slice).collect();
     let c2: Vec<&[u32]> = c2.iter().map(Vec::as_slice).collect();
     PackedLayout::new(&[
@@ -62,7 +66,7 @@ fn reference_attention(l: &PackedLayout, q: &Tensor, k: &Tensor, v: &Tensor) -> 
     // j ≤ i and j is in i's prompt or in i's own segment.
     let mut seg = vec![(0usize, 0usize, 0usize); t];
     let mut pos = 0;
-    let (p1, c1, p2, c2) = units_data();
+    let ((p1, c1), (p2, c2)) = units_data();
     for (p, cs) in [(p1, c1), (p2, c2)] {
         let start = pos;
         for i in 0..p.len() {
@@ -173,7 +177,7 @@ fn masked_composed(
 /// training numerics (taped and not) and the inference ones.
 #[test]
 fn packed_hidden_states_equal_the_unshared_rows() {
-    let (p1, c1, p2, c2) = units_data();
+    let ((p1, c1), (p2, c2)) = units_data();
     let mut rows = Vec::new();
     let mut expected_at = Vec::new();
     for (p, cs) in [(&p1, &c1), (&p2, &c2)] {

@@ -90,6 +90,8 @@ pub struct CudaKvCache {
     /// Prefill chunks through candle-flash-attn (the feature is on and not turned off, bf16/f16,
     /// a flash head dim).
     flash_prefill: bool,
+    /// Host → device copies of the last step's attention plan.
+    last_uploads: u64,
 }
 
 impl CudaKvCache {
@@ -157,6 +159,7 @@ impl CudaKvCache {
             flash_prefill: crate::flash_attn_enabled()
                 && matches!(dtype, DType::F16 | DType::BF16)
                 && FLASH_HEAD_DIMS.contains(&d),
+            last_uploads: 0,
         })
     }
 
@@ -238,7 +241,12 @@ impl KvBackend for CudaKvCache {
         Ok(())
     }
 
+    fn last_step_uploads(&self) -> u64 {
+        self.last_uploads
+    }
+
     fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a> {
+        self.last_uploads = 0;
         Box::new(CudaPagedAttention {
             cache: self,
             layout,
@@ -324,7 +332,9 @@ impl Attention for CudaPagedAttention<'_> {
             return Ok(q.clone());
         }
         if self.plan.is_none() {
-            self.plan = Some(AttentionPlan::build(self.cache, self.layout, q.device())?);
+            let plan = AttentionPlan::build(self.cache, self.layout, q.device())?;
+            self.cache.last_uploads = plan.uploads();
+            self.plan = Some(plan);
         }
         let plan = self.plan.as_ref().expect("plan built above");
         let cache = &*self.cache;

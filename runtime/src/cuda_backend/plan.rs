@@ -107,6 +107,24 @@ impl AttentionPlan {
     }
 }
 
+impl AttentionPlan {
+    /// Host → device copies this plan made: the slot mapping, the decode tables, each chunk's
+    /// rows, blocks and mask, the flash lengths and the unpermutation.
+    pub fn uploads(&self) -> u64 {
+        let decode = self
+            .decode
+            .as_ref()
+            .map_or(0, |d| 2 + u64::from(d.rows.is_some()));
+        let chunks: u64 = self
+            .chunks
+            .iter()
+            .map(|c| 2 + u64::from(c.mask.is_some()))
+            .sum();
+        let flash = if self.flash.is_some() { 2 } else { 0 };
+        1 + decode + chunks + flash + u64::from(self.unpermute.is_some())
+    }
+}
+
 /// The i64 slot of each token, checked against the pool.
 fn slot_mapping(cache: &CudaKvCache, tokens: &[TokenSlot], device: &Device) -> Result<Tensor> {
     let slots: Vec<i64> = tokens.iter().map(|t| t.slot as i64).collect();

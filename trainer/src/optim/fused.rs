@@ -13,130 +13,16 @@
 //! Owns the host-memory kernels only. Must not know parameters, masks or the step's order: each
 //! pass gets plain tensors and numbers and returns `None` wherever it does not apply.
 
-use std::cell::RefCell;
-
-use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 use rlvr_models::simd::{vectorized, HotLoop};
 
 use super::adamw::AdamWConfig;
+use super::host_f32::{with_f32, with_f32_mut};
 use crate::error::Result;
 
 /// Elements per parallel chunk (fixed, so sums do not depend on the thread count).
-const CHUNK: usize = 1 << 15;
-
-#[cfg(test)]
-thread_local! {
-    /// Tests: take the composed candle path everywhere, to compare the two.
-    pub(crate) static FORCE_COMPOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn forced_off() -> bool {
-    #[cfg(test)]
-    if FORCE_COMPOSED.with(|f| f.get()) {
-        return true;
-    }
-    false
-}
-
-fn is_cpu_f32(t: &Tensor) -> bool {
-    !forced_off() && t.dtype() == DType::F32 && t.device().is_cpu()
-}
-
-/// Run `f` on the f32 data of a contiguous CPU tensor; `None` for anything else.
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    if !is_cpu_f32(t) {
-        return None;
-    }
-    let (s, l) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*s else { return None };
-    let data = cpu.as_slice::<f32>().ok()?;
-    let (a, b) = l.contiguous_offsets()?;
-    Some(f(&data[a..b]))
-}
-
-/// Run `f` on the f32 data of a contiguous CPU tensor, writable: the tensor's storage (shared
-/// by every view of it) is changed in place. `None` for anything else.
-fn with_f32_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
-    if !is_cpu_f32(t) || !t.is_contiguous() {
-        return Ok(None);
-    }
-    let op = InPlace {
-        f: RefCell::new(Some(f)),
-        out: RefCell::new(None),
-    };
-    t.inplace_op1(&op)?;
-    Ok(op.out.into_inner())
-}
-
-/// [`with_f32_mut`]'s closure as candle's in-place op (the way to a storage's mutable data).
-struct InPlace<F, R> {
-    f: RefCell<Option<F>>,
-    out: RefCell<Option<R>>,
-}
-
-impl<F: FnOnce(&mut [f32]) -> R, R> InplaceOp1 for InPlace<F, R> {
-    fn name(&self) -> &'static str {
-        "rlvr-optimizer-in-place"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("optimizer in-place pass: not f32");
-        };
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("optimizer in-place pass: not contiguous");
-        };
-        if let Some(f) = self.f.borrow_mut().take() {
-            *self.out.borrow_mut() = Some(f(&mut data[a..b]));
-        }
-        Ok(())
-    }
-}
-
-/// `Σ x²` of a tensor in f64, fused for contiguous CPU f32 data.
-pub(crate) fn sum_sq(t: &Tensor) -> Result<f64> {
-    if let Some(s) = with_f32(t, |x| {
-        x.par_chunks(CHUNK)
-            .map(|c| vectorized(SumSq(c)))
-            .collect::<Vec<f64>>()
-            .into_iter()
-            .sum::<f64>()
-    }) {
-        return Ok(s);
-    }
-    Ok(t.to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?)
-}
-
-/// `Σ x²` of one chunk in f64, per lane (so that it vectorises), lanes added in order.
-struct SumSq<'a>(&'a [f32]);
-
-impl HotLoop for SumSq<'_> {
-    type Output = f64;
-
-    #[inline(always)]
-    fn run(self) -> f64 {
-        sum_sq_lanes(self.0)
-    }
-}
-
-#[inline(always)]
-fn sum_sq_lanes(x: &[f32]) -> f64 {
-    let (blocks, tail) = x.as_chunks::<LANES>();
-    let mut lanes = [0f64; LANES];
-    for block in blocks {
-        for l in 0..LANES {
-            lanes[l] += block[l] as f64 * block[l] as f64;
-        }
-    }
-    for (l, &v) in tail.iter().enumerate() {
-        lanes[l] += v as f64 * v as f64;
-    }
-    lanes.iter().sum()
-}
+pub(super) const CHUNK: usize = 1 << 15;
 
 /// What the pass applies to θ.
 pub(crate) struct Update {
@@ -243,7 +129,7 @@ enum Move {
 
 /// f64 partial sums kept per lane, so that the element loop vectorises; lanes are added in
 /// order at the end of a chunk (deterministic).
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// Lane sums of `Σ m'·g`, `Σ m'²`, `Σ g²`, `Σ masked²`, `Σ dense²`.
 type LaneSums = [[f64; LANES]; 5];

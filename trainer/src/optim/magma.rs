@@ -54,8 +54,14 @@ impl Default for MagmaConfig {
     }
 }
 
-/// Is the tensor with this HF name masked under `scope`?
+/// Is the tensor with this HF name masked under `scope`? A LoRA adapter (PEFT's
+/// `….q_proj.lora_A.weight`) counts as the layer it adapts.
 pub fn is_masked(name: &str, scope: MaskScope) -> bool {
+    let adapted = name
+        .strip_suffix(".lora_A.weight")
+        .or_else(|| name.strip_suffix(".lora_B.weight"))
+        .map(|base| format!("{base}.weight"));
+    let name = adapted.as_deref().unwrap_or(name);
     let attn = [
         ".self_attn.q_proj.weight",
         ".self_attn.k_proj.weight",
@@ -252,6 +258,10 @@ mod tests {
         let s = MaskScope::AttnMlp;
         assert!(is_masked("model.layers.3.self_attn.q_proj.weight", s));
         assert!(is_masked("model.layers.0.mlp.down_proj.weight", s));
+        assert!(is_masked(
+            "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight",
+            s
+        ));
         assert!(!is_masked("model.layers.0.self_attn.q_proj.bias", s));
         assert!(!is_masked("model.layers.0.self_attn.q_norm.weight", s));
         assert!(!is_masked("model.layers.0.input_layernorm.weight", s));

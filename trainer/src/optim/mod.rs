@@ -8,10 +8,12 @@
 
 pub mod adamw;
 mod fused;
+mod host_f32;
 pub mod magma;
 pub mod schedule;
 mod state;
 mod stats;
+mod sum_sq;
 mod update;
 
 use std::time::Instant;
@@ -256,7 +258,7 @@ impl Optimizer {
 fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
     let mut sum_sq = 0.0;
     for g in grads.iter().flatten() {
-        sum_sq += fused::sum_sq(g)?;
+        sum_sq += sum_sq::sum_sq(g)?;
     }
     Ok(sum_sq.sqrt())
 }

@@ -304,7 +304,7 @@ fn fused_cpu_step_equals_the_composed_ops() {
     ] {
         for (clip, mask_decay) in [(None, true), (Some(1.0), false)] {
             let run = |composed: bool| {
-                super::fused::FORCE_COMPOSED.with(|f| f.set(composed));
+                super::host_f32::FORCE_COMPOSED.with(|f| f.set(composed));
                 let ps = params(DType::F32);
                 let mut c = cfg(kind);
                 c.max_grad_norm = clip;
@@ -313,7 +313,7 @@ fn fused_cpu_step_equals_the_composed_ops() {
                 let mut opt = Optimizer::new(ps.clone(), c).unwrap();
                 let stats: Vec<OptimStats> =
                     (0..4).map(|s| opt.step(&grads(s, &ps)).unwrap()).collect();
-                super::fused::FORCE_COMPOSED.with(|f| f.set(false));
+                super::host_f32::FORCE_COMPOSED.with(|f| f.set(false));
                 let state: Vec<Vec<f64>> = ps
                     .iter()
                     .map(|(_, v)| values(v.as_tensor()))

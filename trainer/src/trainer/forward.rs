@@ -7,7 +7,7 @@
 //!
 //! Owns the completion-token selection and the per-micro-batch gradient. Must not know losses,
 //! mini-batches or the optimizer: callers hand it rows and a scalar loss, it hands back per-token
-//! values and gradients in [`Model::vars`] order.
+//! values and gradients in [`Model::trainable`] order (every weight, or the LoRA adapters).
 
 use candle_core::{DType, Tensor, Var};
 use rlvr_models::logprobs::{
@@ -145,6 +145,15 @@ pub(crate) fn proximal_forward(
     })
 }
 
+/// The options of a training forward over rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowsForward {
+    pub temperature: f64,
+    pub keep_entropy: bool,
+    /// Activation recomputation every k layers (the taped path only).
+    pub recompute_every: Option<usize>,
+}
+
 /// Forward for training: ℓ_θ of the completion tokens of `rows` from logits / T (renormalised
 /// over `supports[i]`'s kept sets where sampling truncated; empty `supports`: nowhere), and their
 /// entropies, autograd-capable. On the CPU the decoder runs taped for the hand-written backward
@@ -152,10 +161,14 @@ pub(crate) fn proximal_forward(
 pub(crate) fn train_forward_rows(
     model: &Model,
     rows: &MicroRows,
-    temperature: f64,
-    keep_entropy: bool,
+    opts: RowsForward,
     supports: &[&[Vec<u32>]],
 ) -> Result<MicroOut> {
+    let RowsForward {
+        temperature,
+        keep_entropy,
+        recompute_every,
+    } = opts;
     if !use_tape(model) {
         let (sel, tgt) = completion_logits(model, rows, Forward::TRAIN)?;
         let (mut l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
@@ -171,7 +184,10 @@ pub(crate) fn train_forward_rows(
         });
     }
     let (hidden, tape) = model
-        .hidden(rows.batch(), Forward::TRAIN_TAPED)?
+        .hidden(
+            rows.batch(),
+            Forward::TRAIN_TAPED.recomputing(recompute_every),
+        )?
         .into_taped()?;
     let completion = select_completion(&hidden, rows)?;
     drop(hidden);
@@ -212,13 +228,12 @@ pub(crate) fn train_forward(
     keep_entropy: bool,
 ) -> Result<MicroOut> {
     let rows = MicroRows::of(seqs, cfg)?;
-    train_forward_rows(
-        model,
-        &rows,
-        cfg.temperature,
+    let opts = RowsForward {
+        temperature: cfg.temperature,
         keep_entropy,
-        &supports_of(seqs),
-    )
+        recompute_every: cfg.recompute(),
+    };
+    train_forward_rows(model, &rows, opts, &supports_of(seqs))
 }
 
 #[cfg(test)]
@@ -235,8 +250,8 @@ fn use_tape(model: &Model) -> bool {
     model.supports_taped_backward()
 }
 
-/// Backward of `loss` (a function of `fwd`'s outputs): the gradient of every model parameter, in
-/// [`Model::vars`] order (`None`: no gradient).
+/// Backward of `loss` (a function of `fwd`'s outputs): the gradient of every trainable parameter,
+/// in [`Model::trainable`] order (`None`: no gradient).
 pub(crate) fn micro_grads(
     model: &Model,
     fwd: MicroOut,
@@ -250,9 +265,9 @@ pub(crate) fn micro_grads(
     let grads = loss.backward()?;
     drop((l_theta, entropy));
     let mut out: Vec<Option<Tensor>> = model
-        .vars()
-        .iter()
-        .map(|v| grads.get(v.as_tensor()).cloned())
+        .trainable()
+        .into_iter()
+        .map(|(_, v)| grads.get(v.as_tensor()).cloned())
         .collect();
     let Some(taped) = taped else {
         return Ok(out);
@@ -274,7 +289,7 @@ pub(crate) fn micro_grads(
 }
 
 /// From the gradient of the per-token stats (and of the truncated rows' gathered logits) down
-/// through the LM head and the decoder tape, added into `out` (in [`Model::vars`] order).
+/// through the LM head and the decoder tape, added into `out` (in [`Model::trainable`] order).
 fn taped_backward(
     model: &Model,
     taped: Taped,
@@ -303,14 +318,16 @@ fn taped_backward(
     if let (Some((support, ..)), Some((d_kept, d_target))) = (truncated, d_truncated) {
         d_logits = support.scatter_grads(d_logits, &d_kept, &d_target)?;
     }
-    let head = model.lm_head_index();
-    let head_weight = model.vars()[head].as_detached_tensor();
+    let head_weight = model.vars()[model.lm_head_index()].as_detached_tensor();
     let dtype = head_weight.dtype();
     let d_logits = d_logits.to_dtype(dtype)?;
     let d_sel = d_logits.matmul(&head_weight)?;
-    let d_head = d_logits.t()?.matmul(&completion.hidden.to_dtype(dtype)?)?;
+    // A frozen head (LoRA) gets no gradient.
+    if let Some(head) = model.trainable_lm_head() {
+        let d_head = d_logits.t()?.matmul(&completion.hidden.to_dtype(dtype)?)?;
+        add_grad(&mut out[head], d_head)?;
+    }
     drop(d_logits);
-    add_grad(&mut out[head], d_head)?;
     let d_hidden = Tensor::zeros((b * s, h), dtype, head_weight.device())?
         .index_add(&completion.idx, &d_sel, 0)?
         .reshape((b, s, h))?;
@@ -331,7 +348,7 @@ pub(crate) fn add_grad(acc: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Add one micro-batch's gradients (in [`Model::vars`] order) into the running sums, in f32 for
+/// Add one micro-batch's gradients (in [`Model::trainable`] order) into the running sums, in f32 for
 /// bf16/f16 weights (the optimizer's master precision), not in the weights' 8-bit mantissa.
 pub(crate) fn accumulate_grads(
     sums: &mut [Option<Tensor>],

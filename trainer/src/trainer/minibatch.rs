@@ -58,7 +58,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         let Some(weights) = aggregation_weights(&valid, aggregation, prep.norm_len) else {
             return Ok(out);
         };
-        // The optimizer's parameters are the model's vars in order (Trainer::new).
+        // The optimizer's parameters are the model's trainable vars in order (Trainer::new).
         let mut grads: Vec<Option<Tensor>> = vec![None; self.optimizer.params().len()];
         let skip_zero_adv = self.skips_zero_advantage();
         for micro in self.micro_batches(&prep.seqs, &mb) {
@@ -103,11 +103,12 @@ impl<M: Deref<Target = Model>> Trainer<M> {
     /// A zero gradient for every parameter, in the accumulation dtype.
     fn zero_grads(&self) -> Result<Vec<Option<Tensor>>> {
         let mut grads = vec![None; self.optimizer.params().len()];
+        // The optimizer's parameters: the model's trainable vars (the adapters under LoRA).
         let zeros = self
-            .model
-            .vars()
+            .optimizer
+            .params()
             .iter()
-            .map(|v| v.as_detached_tensor().zeros_like().map(Some))
+            .map(|p| p.var.as_detached_tensor().zeros_like().map(Some))
             .collect::<candle_core::Result<Vec<_>>>()?;
         accumulate_grads(&mut grads, zeros)?;
         Ok(grads)

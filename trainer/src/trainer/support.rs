@@ -171,8 +171,7 @@ fn bad(msg: String) -> TrainerError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::forward::FORCE_AUTOGRAD;
-    use super::super::tests::{fd_check_on, max_abs_grad, shift_prox};
+    use super::super::tests::{fd_check_on, max_abs_grad, shift_prox, taped_and_autograd};
     use super::*;
     use crate::config::TrainerConfig;
     use crate::data::ScoredGroup;
@@ -260,13 +259,7 @@ mod tests {
         tr.set_reference(tiny_model_f64(8));
         let mut prep = tr.prepare(&groups).unwrap();
         shift_prox(&mut prep);
-        let run = |force: bool| {
-            FORCE_AUTOGRAD.with(|f| f.set(force));
-            let o = tr.minibatch(&prep, 0).unwrap();
-            FORCE_AUTOGRAD.with(|f| f.set(false));
-            o
-        };
-        let (a, b) = (run(false), run(true));
+        let (a, b) = taped_and_autograd(&tr, &prep);
         assert!(
             (a.loss - b.loss).abs() <= 1e-9 * b.loss.abs(),
             "{} vs {}",

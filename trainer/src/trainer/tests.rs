@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::forward::FORCE_AUTOGRAD;
+use super::minibatch::MinibatchOut;
 use super::prepare::Prepared;
 use super::*;
 use crate::config::ProximalMode;
@@ -30,6 +31,32 @@ pub(super) fn shift_prox(prep: &mut Prepared) {
         for (t, l) in s.l_prox.iter_mut().enumerate() {
             *l += OFFS[(i * 7 + t * 3) % 5];
         }
+    }
+}
+
+/// Mini-batch 0 of `prep` on the trainer's own (taped) path, then forced through candle's autograd.
+pub(super) fn taped_and_autograd<M: Deref<Target = Model>>(
+    tr: &Trainer<M>,
+    prep: &Prepared,
+) -> (MinibatchOut, MinibatchOut) {
+    let run = |force: bool| {
+        FORCE_AUTOGRAD.with(|f| f.set(force));
+        let o = tr.minibatch(prep, 0).unwrap();
+        FORCE_AUTOGRAD.with(|f| f.set(false));
+        o
+    };
+    (run(false), run(true))
+}
+
+/// The two trainers' optimizers hold bit-identical scalars and moments.
+pub(super) fn assert_same_optimizer_state<M: Deref<Target = Model>>(
+    a: &Trainer<M>,
+    b: &Trainer<M>,
+) {
+    assert_eq!(a.optimizer().scalars(), b.optimizer().scalars());
+    for (x, y) in a.optimizer().params().iter().zip(b.optimizer().params()) {
+        assert_eq!(f64_bits(&x.first_moment), f64_bits(&y.first_moment));
+        assert_eq!(f64_bits(&x.second_moment), f64_bits(&y.second_moment));
     }
 }
 
@@ -69,6 +96,27 @@ pub(super) fn fd_check_on(
     reference: Option<Model>,
     label: &str,
 ) {
+    fd_check_at(groups, model, (cfg, reference), 2e-3, label);
+}
+
+/// [`fd_check_on`] without a reference model, with the finite-difference step `h`.
+pub(super) fn fd_check_step(
+    groups: &[ScoredGroup],
+    model: &Model,
+    cfg: TrainerConfig,
+    h: f64,
+    label: &str,
+) {
+    fd_check_at(groups, model, (cfg, None), h, label);
+}
+
+fn fd_check_at(
+    groups: &[ScoredGroup],
+    model: &Model,
+    (cfg, reference): (TrainerConfig, Option<Model>),
+    h: f64,
+    label: &str,
+) {
     let mut tr = Trainer::new(model, cfg).unwrap();
     if let Some(r) = reference {
         tr.set_reference(r);
@@ -86,7 +134,6 @@ pub(super) fn fd_check_on(
         .iter()
         .map(|v| v.as_detached_tensor().copy().unwrap())
         .collect();
-    let h = 2e-3;
     // Loss at θ0 ± h·d for a direction d of unit norm.
     let fd = |d: &[Option<Tensor>]| -> f64 {
         let at = |sign: f64| {
@@ -274,13 +321,7 @@ fn hand_written_backward_matches_autograd() {
     tr.set_reference(tiny_model_f64(8));
     let mut prep = tr.prepare(&groups).unwrap();
     shift_prox(&mut prep);
-    let run = |force: bool| {
-        FORCE_AUTOGRAD.with(|f| f.set(force));
-        let o = tr.minibatch(&prep, 0).unwrap();
-        FORCE_AUTOGRAD.with(|f| f.set(false));
-        o
-    };
-    let (a, b) = (run(false), run(true));
+    let (a, b) = taped_and_autograd(&tr, &prep);
     assert!(
         (a.loss - b.loss).abs() <= 1e-9 * b.loss.abs().max(1e-12),
         "{} vs {}",
@@ -585,16 +626,7 @@ fn resume_is_bit_identical() {
 
         assert_eq!(weight_bits(&model_a), weight_bits(&model_b), "{kind:?}");
         assert_eq!(tr_a.policy_version(), tr_b.policy_version());
-        assert_eq!(tr_a.optimizer().scalars(), tr_b.optimizer().scalars());
-        for (x, y) in tr_a
-            .optimizer()
-            .params()
-            .iter()
-            .zip(tr_b.optimizer().params())
-        {
-            assert_eq!(f64_bits(&x.first_moment), f64_bits(&y.first_moment));
-            assert_eq!(f64_bits(&x.second_moment), f64_bits(&y.second_moment));
-        }
+        assert_same_optimizer_state(&tr_a, &tr_b);
         assert_eq!(tr_a.rng, tr_b.rng);
     }
 }
