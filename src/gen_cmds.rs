@@ -53,6 +53,7 @@ impl SamplingArgs {
             stop_strings: self.stop.clone(),
             ignore_eos: self.ignore_eos,
             record_support: false,
+            ..Default::default()
         }
     }
 }
