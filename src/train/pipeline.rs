@@ -246,6 +246,10 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
     let mut boxed = vec![];
     for completion in job.completions {
         let grade = grade(&completion.text, &job.problem.gold, verifier);
+        let generated_mask = match completion.inserted.is_empty() {
+            true => vec![],
+            false => completion.generated_mask(),
+        };
         correct.push(grade.correct);
         boxed.push(matches!(grade.method, Some(ExtractMethod::Boxed)));
         samples.push(ScoredSample {
@@ -255,6 +259,7 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
             raw_logprobs: completion.logprobs,
             entropies: completion.entropies,
             policy_versions: completion.policy_versions,
+            generated_mask,
             sampling_support: completion.sampling_support,
             reward: grade.reward,
             finish_reason: completion.finish_reason.as_str().to_string(),

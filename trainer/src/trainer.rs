@@ -203,6 +203,8 @@ fn micro_batches(r: &Range<usize>, size: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod lora_tests;
 #[cfg(test)]
+mod mask_tests;
+#[cfg(test)]
 mod skip_tests;
 #[cfg(test)]
 mod tests;
