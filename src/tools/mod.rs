@@ -12,6 +12,7 @@
 
 pub mod calculator;
 pub mod call;
+pub mod cli;
 pub mod external;
 pub mod render;
 pub mod rollout;
@@ -132,6 +133,16 @@ impl ToolsSection {
     }
 }
 
+/// `--tools a,b` as names (None when the flag is absent).
+pub fn split_names(flag: Option<&str>) -> Option<Vec<String>> {
+    flag.map(|s| {
+        s.split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    })
+}
+
 /// The tools of a run and its limits.
 #[derive(Clone)]
 pub struct ToolBox {
@@ -152,11 +163,6 @@ pub struct ToolOutcome {
 impl ToolBox {
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.tools.iter().map(|t| t.spec()).collect()
-    }
-
-    /// The `tools=[…]` list for a chat template.
-    pub fn schemas(&self) -> Value {
-        Value::Array(self.specs().iter().map(ToolSpec::to_json).collect())
     }
 
     /// Run the last call in `turn` (the model's text since its turn began). Every failure
