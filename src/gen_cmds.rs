@@ -12,6 +12,10 @@ use serde_json::{json, Value};
 
 use crate::common::{input_ids, read_jsonl, ModelArgs};
 use crate::prompt_fit::{fit, OnLongPrompt, Prompt, PromptLimit};
+use crate::tools::cli::ToolArgs;
+use crate::tools::render::ToolFormat;
+use crate::tools::rollout::{generate_with_tools, ToolStats};
+use crate::tools::ToolBox;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -53,6 +57,7 @@ impl SamplingArgs {
             stop_strings: self.stop.clone(),
             ignore_eos: self.ignore_eos,
             record_support: false,
+            ..Default::default()
         }
     }
 }
@@ -122,10 +127,17 @@ pub struct GenerateArgs {
     /// before generating (default), or leave it out (`prompt_index` keeps counting it).
     #[arg(long, value_enum, default_value_t = OnLongPrompt::Error)]
     pub on_long_prompt: OnLongPrompt,
+    #[command(flatten)]
+    pub tools: ToolArgs,
 }
 
-/// Token ids of one prompt line or text.
-pub fn prompt_ids(loaded: &LoadedModel, line: &Value, chat: bool) -> Result<Vec<u32>> {
+/// Token ids of one prompt line or text (with the tools offered when `tools` is given).
+pub fn prompt_ids(
+    loaded: &LoadedModel,
+    line: &Value,
+    chat: bool,
+    tools: Option<&ToolFormat>,
+) -> Result<Vec<u32>> {
     if let Some(ids) = input_ids(line, loaded.model.config.vocab_size)? {
         return Ok(ids);
     }
@@ -133,13 +145,45 @@ pub fn prompt_ids(loaded: &LoadedModel, line: &Value, chat: bool) -> Result<Vec<
         .iter()
         .find_map(|key| line.get(*key).and_then(Value::as_str))
         .context("each line needs `prompt` (or `question` / `problem`) or `input_ids`")?;
-    Ok(loaded.tokenizer.encode_prompt(text, chat)?)
+    encode_text(loaded, text, chat, tools)
 }
+
+fn encode_text(
+    loaded: &LoadedModel,
+    text: &str,
+    chat: bool,
+    tools: Option<&ToolFormat>,
+) -> Result<Vec<u32>> {
+    match tools {
+        Some(format) => format.prompt_ids(&loaded.tokenizer, text),
+        None => Ok(loaded.tokenizer.encode_prompt(text, chat)?),
+    }
+}
+
+/// The tools `--tools` / `--tools-config` offer, written for this model; None without tools.
+fn tool_setup(args: &GenerateArgs, loaded: &LoadedModel, chat: bool) -> Result<Option<Tools>> {
+    let section = args.tools.section()?;
+    if !section.enabled() {
+        return Ok(None);
+    }
+    let toolbox = section.toolbox()?;
+    let format = ToolFormat::new(&loaded.tokenizer, &toolbox.specs(), chat)?;
+    if chat && !format.native() {
+        eprintln!(
+            "rlvr: this chat template renders no tools; tools go into a system message and \
+             results into `tool` turns in the Hermes/Qwen2.5 form"
+        );
+    }
+    Ok(Some((toolbox, format)))
+}
+
+type Tools = (ToolBox, ToolFormat);
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let loaded = args.model.load()?;
     let chat = !args.no_chat;
-    let prompts = read_prompts(args, &loaded, chat)?;
+    let tools = tool_setup(args, &loaded, chat)?;
+    let prompts = read_prompts(args, &loaded, chat, tools.as_ref().map(|t| &t.1))?;
     let params = args.sampling.params(loaded.eos_ids());
     let limit = PromptLimit::new(&loaded.model, &args.engine.config(), params.max_new_tokens)?;
     let requests = fitting_requests(args, prompts, &params, &limit)?;
@@ -147,11 +191,23 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let tokenizer = loaded.tokenizer.clone();
     let model = Arc::new(loaded.model);
     let mut engine = Engine::new(model, Some(tokenizer.clone()), args.engine.config())?;
+    let requests: Vec<Request> = requests.into_iter().map(|(_, r)| r).collect();
+    if let Some((toolbox, format)) = &tools {
+        let rollouts = generate_with_tools(&mut engine, requests, &tokenizer, format, toolbox)?;
+        let (mut completions, stats): (Vec<_>, Vec<_>) = rollouts
+            .into_iter()
+            .map(|r| (r.completion, r.stats))
+            .unzip();
+        for c in &mut completions {
+            c.request_index = index[c.request_index];
+        }
+        return print_tool_completions(&completions, &stats, args.json);
+    }
     let stream = !args.json && index.len() == 1 && args.sampling.n == 1;
     if stream {
         engine.set_on_token(Some(print_text_deltas(tokenizer)));
     }
-    let mut completions = engine.generate(requests.into_iter().map(|(_, r)| r).collect())?;
+    let mut completions = engine.generate(requests)?;
     for c in &mut completions {
         c.request_index = index[c.request_index];
     }
@@ -202,14 +258,19 @@ fn fitting_requests(
 }
 
 /// `--prompt TEXT` or the lines of `--prompts FILE.jsonl`, as token ids.
-fn read_prompts(args: &GenerateArgs, loaded: &LoadedModel, chat: bool) -> Result<Vec<Vec<u32>>> {
+fn read_prompts(
+    args: &GenerateArgs,
+    loaded: &LoadedModel,
+    chat: bool,
+    tools: Option<&ToolFormat>,
+) -> Result<Vec<Vec<u32>>> {
     match (&args.prompt, &args.prompts) {
-        (Some(prompt), None) => Ok(vec![loaded.tokenizer.encode_prompt(prompt, chat)?]),
+        (Some(prompt), None) => Ok(vec![encode_text(loaded, prompt, chat, tools)?]),
         (None, Some(file)) => read_jsonl(file)?
             .iter()
             .enumerate()
             .map(|(i, line)| {
-                prompt_ids(loaded, line, chat)
+                prompt_ids(loaded, line, chat, tools)
                     .with_context(|| format!("{}: entry {}", file.display(), i + 1))
             })
             .collect(),
@@ -250,6 +311,39 @@ fn print_completions(completions: &[Completion], json: bool, streamed: bool) -> 
                 completion.sample_index,
                 completion.finish_reason.as_str(),
                 completion.text
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Tool rollouts: the whole conversation after the prompt (tool results included) and what
+/// each sample did with tools; with `--json`, per-token `inserted` flags too.
+fn print_tool_completions(
+    completions: &[Completion],
+    stats: &[ToolStats],
+    json: bool,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (c, st) in completions.iter().zip(stats) {
+        if json {
+            let mut line = completion_json(c);
+            line["inserted"] = json!(c.generated_mask().iter().map(|g| !g).collect::<Vec<_>>());
+            line["tools"] = serde_json::to_value(st)?;
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "=== prompt {} sample {} ({}; {} turns, {} tool calls, {} errors, {:.2}s in tools) ===\n{}",
+                c.request_index,
+                c.sample_index,
+                c.finish_reason.as_str(),
+                st.turns,
+                st.calls,
+                st.errors,
+                st.tool_s,
+                c.text
             )?;
         }
     }

@@ -12,6 +12,7 @@ mod model_cmds;
 mod prompt_fit;
 mod push_cmd;
 mod sweep;
+mod tools;
 mod train;
 mod verify_cmd;
 

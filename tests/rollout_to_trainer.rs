@@ -41,6 +41,7 @@ fn scored(out: &[Completion], prompts: usize) -> Vec<ScoredGroup> {
                     entropies: c.entropies.clone(),
                     policy_versions: c.policy_versions.clone(),
                     sampling_support: c.sampling_support.clone(),
+                    generated_mask: c.generated_mask(),
                     // Vary rewards so that advantages are non-zero.
                     reward: (c.token_ids[0] % 2) as f64,
                     finish_reason: c.finish_reason.as_str().into(),

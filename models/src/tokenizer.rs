@@ -204,19 +204,39 @@ impl TextTokenizer {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.apply_chat_template_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`TextTokenizer::apply_chat_template`] with transformers' `tools=[…]` (JSON schemas)
+    /// passed to the template as `tools`; a template that does not use them ignores them.
+    pub fn apply_chat_template_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or_else(|| {
             ModelError::ChatTemplate(format!(
                 "{} has no chat template: pass --no-chat to use raw prompts, or add chat_template.jinja",
                 self.origin.display()
             ))
         })?;
-        render_chat_template(
+        render_chat_template_with_tools(
             template,
             messages,
+            tools,
             add_generation_prompt,
             self.bos_token.as_deref().unwrap_or(""),
             self.eos_token.as_deref().unwrap_or(""),
         )
+    }
+
+    /// Whether the chat template renders a `tools` list itself (Qwen2.5, Llama 3.1, Hermes):
+    /// it mentions the `tools` variable. SmolLM2's renders only role and content.
+    pub fn template_knows_tools(&self) -> bool {
+        self.chat_template
+            .as_deref()
+            .is_some_and(|t| t.contains("tools"))
     }
 
     /// A user prompt as token ids: chat-rendered (with the generation prompt) when `chat`, else
@@ -284,6 +304,25 @@ pub fn render_chat_template(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String> {
+    render_chat_template_with_tools(
+        template,
+        messages,
+        None,
+        add_generation_prompt,
+        bos_token,
+        eos_token,
+    )
+}
+
+/// [`render_chat_template`] with `tools` (a list of JSON schemas, or none: `None` in jinja).
+pub fn render_chat_template_with_tools(
+    template: &str,
+    messages: &[ChatMessage],
+    tools: Option<&Value>,
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -309,6 +348,7 @@ pub fn render_chat_template(
         .map_err(|e| ModelError::ChatTemplate(e.to_string()))?;
     tmpl.render(minijinja::context! {
         messages => messages,
+        tools => tools.map(minijinja::Value::from_serialize),
         add_generation_prompt => add_generation_prompt,
         bos_token => bos_token,
         eos_token => eos_token,

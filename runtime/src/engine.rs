@@ -2,8 +2,11 @@
 //!
 //! Each step asks the [`Scheduler`] for a plan (a packed prefill of prompt chunks and recomputes,
 //! or one decode token for every running sample), runs it on the [`ModelRunner`], samples each
-//! completed row and decides whether the sample finished (EOS, stop string, length). A group's
-//! prompt is prefilled once and forked into its G samples, which share the prompt's blocks.
+//! completed row and decides whether the sample finished (EOS, stop string, length) or pauses (a
+//! pause sequence: a tool call closed). A paused sample keeps its blocks; [`Engine::resume`]
+//! appends the environment's tokens and only those are prefilled, while the other samples keep
+//! decoding. A group's prompt is prefilled once and forked into its G samples, which share the
+//! prompt's blocks.
 //! Owns the requests, the public API, stop conditions and the statistics; knows nothing of block
 //! arithmetic, attention or the KV storage.
 
@@ -95,6 +98,11 @@ pub struct EngineStats {
     pub decode_ops: u64,
     #[serde(default)]
     pub decode_layer_ops: u64,
+    /// Samples that paused for the environment, and tokens it inserted on resume.
+    #[serde(default)]
+    pub pauses: u64,
+    #[serde(default)]
+    pub inserted_tokens: u64,
 }
 
 pub struct Engine {
@@ -240,6 +248,9 @@ impl Engine {
             return Err(bad("n (samples per prompt) must be ≥ 1".into()));
         }
         req.params.validate().map_err(bad)?;
+        if !req.params.pause_strings.is_empty() && self.tokenizer.is_none() {
+            return Err(bad("pause_strings need an engine with a tokenizer".into()));
+        }
         let vocab = self.runner.model().config.vocab_size as u32;
         if let Some(t) = req.prompt_ids.iter().find(|&&t| t >= vocab) {
             return Err(bad(format!(
@@ -281,7 +292,13 @@ impl Engine {
         }
         let mut out = vec![];
         while self.has_unfinished() {
-            out.extend(self.step()?);
+            for c in self.step()? {
+                // No one resumes a sample here: a tool call ends it.
+                if c.finish_reason == FinishReason::ToolCall {
+                    self.release_paused(c.request_index, c.sample_index)?;
+                }
+                out.push(c);
+            }
         }
         out.retain(|c| c.request_index >= first);
         out.sort_by_key(|c| (c.request_index, c.sample_index));
@@ -335,7 +352,8 @@ impl Engine {
         self.stats.schedule_s += started.elapsed().as_secs_f64();
         match plan {
             StepPlan::Idle => {}
-            StepPlan::Prefill(chunks) => {
+            StepPlan::Prefill { chunks, copies } => {
+                self.runner.copy_blocks(&copies)?;
                 self.prefill_step(chunks, version, &mut finished)?;
                 self.stats.prefill_s += started.elapsed().as_secs_f64();
             }
@@ -523,10 +541,96 @@ impl Engine {
             f(seq.request, seq.sample, choice.token);
         }
         match self.finish_reason(&seq, choice.token) {
+            Some(FinishReason::ToolCall) => finished.push(self.pause(seq)?),
             Some(reason) => finished.push(self.finish(seq, reason)?),
             None => self.scheduler.run(seq),
         }
         Ok(())
+    }
+
+    /// `seq` waits for the environment with its blocks; its snapshot comes out now.
+    fn pause(&mut self, seq: Sequence) -> Result<Completion> {
+        let text = self.text_of(seq.generated())?;
+        let snapshot = seq.snapshot(text, FinishReason::ToolCall);
+        self.stats.pauses += 1;
+        self.scheduler.pause(seq);
+        Ok(snapshot)
+    }
+
+    /// Samples waiting for [`Engine::resume`].
+    pub fn num_paused(&self) -> usize {
+        self.scheduler.num_paused()
+    }
+
+    /// Continue a paused sample (one that came out with [`FinishReason::ToolCall`]) after the
+    /// environment's `tokens`: they are appended as inserted tokens (not sampled; see
+    /// [`Completion::inserted`]) and only they (with the last sampled token) are prefilled.
+    /// The inserted and generated tokens together stay within `max_new_tokens`, leaving room for
+    /// at least one more generated token; otherwise this is an error and the sample stays paused.
+    pub fn resume(&mut self, request: usize, sample: usize, tokens: &[u32]) -> Result<()> {
+        let room = self.paused_room(request, sample).unwrap_or(0);
+        let mut seq = self.take_paused(request, sample)?;
+        let params = &self.requests[request].params;
+        let vocab = self.runner.model().config.vocab_size as u32;
+        let msg = if let Some(t) = tokens.iter().find(|&&t| t >= vocab) {
+            Some(format!(
+                "inserted token id {t} is outside the vocabulary ({vocab})"
+            ))
+        } else if tokens.len() > room {
+            Some(format!(
+                "{} inserted tokens leave no room in max_new_tokens {} (room {room})",
+                tokens.len(),
+                params.max_new_tokens
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = msg {
+            self.scheduler.pause(seq);
+            return Err(RuntimeError::BadRequest {
+                index: request,
+                msg,
+            });
+        }
+        let version = self.policy_version.load(Ordering::SeqCst);
+        seq.insert(tokens, version);
+        self.stats.inserted_tokens += tokens.len() as u64;
+        self.scheduler.resume(seq);
+        Ok(())
+    }
+
+    /// Tokens a paused sample may still take (inserted and generated) within `max_new_tokens`.
+    /// `None` if that sample is not paused.
+    pub fn paused_room(&self, request: usize, sample: usize) -> Option<usize> {
+        let seq = self.scheduler.paused(request, sample)?;
+        let max = self.requests[request].params.max_new_tokens;
+        Some(max.saturating_sub(seq.generated().len() + 1))
+    }
+
+    /// End a paused sample with `reason` (e.g. the turn limit was reached): its blocks go back to
+    /// the pool and its completion comes out.
+    pub fn finish_paused(
+        &mut self,
+        request: usize,
+        sample: usize,
+        reason: FinishReason,
+    ) -> Result<Completion> {
+        let seq = self.take_paused(request, sample)?;
+        self.finish(seq, reason)
+    }
+
+    /// End a paused sample as it is (finish reason `ToolCall`), freeing its blocks.
+    pub fn release_paused(&mut self, request: usize, sample: usize) -> Result<Completion> {
+        self.finish_paused(request, sample, FinishReason::ToolCall)
+    }
+
+    fn take_paused(&mut self, request: usize, sample: usize) -> Result<Sequence> {
+        self.scheduler
+            .take_paused(request, sample)
+            .ok_or_else(|| RuntimeError::BadRequest {
+                index: request,
+                msg: format!("sample {sample} is not paused"),
+            })
     }
 
     fn finish_reason(&self, seq: &Sequence, token: u32) -> Option<FinishReason> {
@@ -535,6 +639,8 @@ impl Engine {
             Some(FinishReason::Eos)
         } else if !params.stop_strings.is_empty() && self.stop_string_hit(seq).is_some() {
             Some(FinishReason::Stop)
+        } else if self.pause_hit(seq) {
+            Some(FinishReason::ToolCall)
         } else if seq.generated().len() >= params.max_new_tokens {
             Some(FinishReason::Length)
         } else {
@@ -549,9 +655,28 @@ impl Engine {
         }
     }
 
-    /// Byte offset of the first stop string in the generated text, if any.
+    /// Whether the model's current turn ends with a pause sequence or holds a pause string.
+    fn pause_hit(&self, seq: &Sequence) -> bool {
+        let params = &self.requests[seq.request].params;
+        let turn = seq.turn();
+        if params.pause_token_seqs.iter().any(|p| turn.ends_with(p)) {
+            return true;
+        }
+        if params.pause_strings.is_empty() {
+            return false;
+        }
+        let Ok(text) = self.text_of(turn) else {
+            return false;
+        };
+        params
+            .pause_strings
+            .iter()
+            .any(|p| !p.is_empty() && text.contains(p.as_str()))
+    }
+
+    /// Byte offset of the first stop string in the text of the model's current turn, if any.
     fn stop_string_hit(&self, seq: &Sequence) -> Option<usize> {
-        let text = self.text_of(seq.generated()).ok()?;
+        let text = self.text_of(seq.turn()).ok()?;
         self.requests[seq.request]
             .params
             .stop_strings
@@ -566,7 +691,11 @@ impl Engine {
         let mut text = self.text_of(seq.generated())?;
         if reason == FinishReason::Stop {
             if let Some(cut) = self.stop_string_hit(&seq) {
-                text.truncate(cut);
+                // Earlier turns and insertions whole, the last turn cut before the stop string.
+                text = self.text_of(&seq.tokens[seq.prompt_len..seq.turn_start])?;
+                let mut turn = self.text_of(seq.turn())?;
+                turn.truncate(cut);
+                text.push_str(&turn);
             }
         }
         Ok(seq.into_completion(text, reason))

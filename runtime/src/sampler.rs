@@ -32,6 +32,19 @@ pub struct SamplingParams {
     /// (`Completion::sampling_support`). Off by default: the sets can be large.
     #[serde(default)]
     pub record_support: bool,
+    /// Token-id sequences that pause a sample instead of ending it (e.g. the ids of a tool
+    /// call's closing tag): the sample comes out with [`FinishReason::ToolCall`], keeps its KV
+    /// blocks, and continues after [`Engine::resume`] appends the environment's tokens. Matched
+    /// against the tokens the model generated since it last (re)started.
+    ///
+    /// [`FinishReason::ToolCall`]: crate::FinishReason::ToolCall
+    /// [`Engine::resume`]: crate::Engine::resume
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_token_seqs: Vec<Vec<u32>>,
+    /// Strings that pause a sample as `pause_token_seqs` do (e.g. `"</tool_call>"`), matched in
+    /// the decoded text of the model's current turn (needs the engine's tokenizer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_strings: Vec<String>,
 }
 
 impl Default for SamplingParams {
@@ -47,6 +60,8 @@ impl Default for SamplingParams {
             stop_strings: vec![],
             ignore_eos: false,
             record_support: false,
+            pause_token_seqs: vec![],
+            pause_strings: vec![],
         }
     }
 }
@@ -72,6 +87,9 @@ impl SamplingParams {
         }
         if !(0.0..=1.0).contains(&self.min_p) {
             return Err(format!("min_p {} must be in [0, 1]", self.min_p));
+        }
+        if self.pause_token_seqs.iter().any(|s| s.is_empty()) {
+            return Err("pause_token_seqs holds an empty sequence".into());
         }
         Ok(())
     }

@@ -3,9 +3,13 @@
 //!
 //! A step is either a prefill (prompt chunks of newly admitted groups and recomputes of preempted
 //! samples, within a token budget) or a decode (one token for every running sample). When blocks
-//! run out, the most recently admitted samples are preempted (blocks freed, recomputed later).
-//! Owns the waiting queue, the running samples and the [`BlockManager`]; knows nothing of the
-//! model, the KV storage, sampling or stop conditions.
+//! run out, paused samples give up their blocks first, then the most recently admitted samples are
+//! preempted (blocks freed, recomputed later).
+//! A paused sample (waiting for a tool's answer) keeps its blocks; when it resumes, only its
+//! uncomputed tokens are prefilled (with a copy-on-write of a shared block it writes into). When
+//! nothing can run otherwise, paused samples give up their blocks and are recomputed on resume.
+//! Owns the waiting queue, the running and paused samples and the [`BlockManager`]; knows
+//! nothing of the model, the KV storage, sampling or stop conditions.
 
 use std::collections::VecDeque;
 
@@ -27,7 +31,7 @@ pub(crate) struct PromptPrefill {
 /// Work waiting for a prefill.
 pub(crate) enum Pending {
     Prompt(PromptPrefill),
-    /// A preempted sample to recompute.
+    /// A preempted sample to recompute, or a paused one to continue from `num_computed`.
     Resume(Sequence),
 }
 
@@ -90,7 +94,11 @@ pub(crate) struct PrefillChunk {
 pub(crate) enum StepPlan {
     /// Nothing is waiting or running.
     Idle,
-    Prefill(Vec<PrefillChunk>),
+    /// Block copies `(src, dst)` (copy-on-write of a resumed sample's shared block) come first.
+    Prefill {
+        chunks: Vec<PrefillChunk>,
+        copies: Vec<(u32, u32)>,
+    },
     /// One token for each of `seqs` (taken out of the running set; hand them back with
     /// [`Scheduler::run`] or [`Scheduler::free`]). Block copies `(src, dst)` come first.
     Decode {
@@ -106,6 +114,7 @@ pub(crate) struct Scheduler {
     max_num_seqs: usize,
     waiting: VecDeque<Pending>,
     running: Vec<Sequence>,
+    paused: Vec<Sequence>,
 }
 
 impl Scheduler {
@@ -116,6 +125,7 @@ impl Scheduler {
             max_num_seqs,
             waiting: VecDeque::new(),
             running: vec![],
+            paused: vec![],
         }
     }
 
@@ -144,11 +154,19 @@ impl Scheduler {
         }
     }
 
-    /// A prefill if anything waiting fits, else a decode of the running samples.
+    /// A prefill if anything waiting fits, else a decode of the running samples. When nothing
+    /// runs and nothing waiting fits, paused samples give up their blocks one by one.
     pub fn schedule(&mut self) -> Result<StepPlan> {
-        let chunks = self.schedule_prefill();
+        let mut copies = vec![];
+        let mut chunks = self.schedule_prefill(&mut copies);
+        while chunks.is_empty() && self.running.is_empty() && !self.waiting.is_empty() {
+            if !self.evict_paused() {
+                break;
+            }
+            chunks = self.schedule_prefill(&mut copies);
+        }
         if !chunks.is_empty() {
-            Ok(StepPlan::Prefill(chunks))
+            Ok(StepPlan::Prefill { chunks, copies })
         } else if self.running.is_empty() {
             Ok(StepPlan::Idle)
         } else {
@@ -157,8 +175,9 @@ impl Scheduler {
     }
 
     /// Admit waiting work within the token budget, allocating each prefill's blocks on its first
-    /// chunk. Stops at the first chunk that does not complete its prefill.
-    fn schedule_prefill(&mut self) -> Vec<PrefillChunk> {
+    /// chunk (and copying a shared block a resumed sample writes into, into `copies`). Stops at
+    /// the first chunk that does not complete its prefill.
+    fn schedule_prefill(&mut self, copies: &mut Vec<(u32, u32)>) -> Vec<PrefillChunk> {
         let mut budget = self.max_batch_tokens.max(1);
         let mut chunks = vec![];
         let mut seqs_after = self.running.len();
@@ -173,7 +192,7 @@ impl Scheduler {
                 break;
             }
             let total = front.tokens().len();
-            if !self.blocks.grow(front.block_table_mut(), total) {
+            if !make_room(&mut self.blocks, front, copies) {
                 break;
             }
             let start = front.computed();
@@ -200,6 +219,10 @@ impl Scheduler {
     fn schedule_decode(&mut self) -> Result<StepPlan> {
         let mut preempted = 0;
         while self.blocks_needed() > self.blocks.num_free() {
+            // Idle paused samples give up their blocks before running ones are preempted.
+            if self.evict_paused() {
+                continue;
+            }
             let mut victim = self.running.pop().expect("blocks needed implies running");
             self.blocks.release_all(&victim.block_table);
             victim.block_table.clear();
@@ -207,6 +230,10 @@ impl Scheduler {
             victim.preempted = true;
             preempted += 1;
             self.waiting.push_front(Pending::Resume(victim));
+        }
+        if self.running.is_empty() {
+            // All preempted: their recomputes wait for the next prefill.
+            return Ok(StepPlan::Idle);
         }
         let mut seqs = std::mem::take(&mut self.running);
         let mut copies = vec![];
@@ -249,4 +276,79 @@ impl Scheduler {
     pub fn free(&mut self, seq: &Sequence) {
         self.blocks.release_all(&seq.block_table);
     }
+
+    /// `seq` waits (with its blocks) for the environment.
+    pub fn pause(&mut self, seq: Sequence) {
+        self.paused.push(seq);
+    }
+
+    pub fn num_paused(&self) -> usize {
+        self.paused.len()
+    }
+
+    /// Sample `sample` of request `request`, if it is paused.
+    pub fn paused(&self, request: usize, sample: usize) -> Option<&Sequence> {
+        self.paused
+            .iter()
+            .find(|s| s.request == request && s.sample == sample)
+    }
+
+    /// Take sample `sample` of request `request` out of the paused set.
+    pub fn take_paused(&mut self, request: usize, sample: usize) -> Option<Sequence> {
+        let at = self
+            .paused
+            .iter()
+            .position(|s| s.request == request && s.sample == sample)?;
+        Some(self.paused.swap_remove(at))
+    }
+
+    /// A paused sample with new tokens continues: its uncomputed tokens wait for a prefill.
+    pub fn resume(&mut self, seq: Sequence) {
+        self.waiting.push_back(Pending::Resume(seq));
+    }
+
+    /// Free the blocks of an idle sample: the most recently paused one that holds any, else a
+    /// resumed one waiting behind the front of the queue (it is recomputed when it runs); false
+    /// if no idle sample holds blocks.
+    fn evict_paused(&mut self) -> bool {
+        let paused = self.paused.iter_mut().rev();
+        let waiting = self
+            .waiting
+            .iter_mut()
+            .skip(1)
+            .rev()
+            .filter_map(|w| match w {
+                Pending::Resume(seq) => Some(seq),
+                Pending::Prompt(_) => None,
+            });
+        let Some(seq) = paused.chain(waiting).find(|s| !s.block_table.is_empty()) else {
+            return false;
+        };
+        self.blocks.release_all(&seq.block_table);
+        seq.block_table.clear();
+        seq.num_computed = 0;
+        seq.preempted = true;
+        true
+    }
+}
+
+/// Blocks for all of `work`'s tokens, all or nothing: a private copy of the block its first
+/// uncomputed position lies in if that block is shared (a resumed sample writing past its
+/// group's prompt; the copy goes to `copies`), and new blocks past the end.
+fn make_room(blocks: &mut BlockManager, work: &mut Pending, copies: &mut Vec<(u32, u32)>) -> bool {
+    let (total, start) = (work.tokens().len(), work.computed());
+    let table = work.block_table_mut();
+    let index = start / blocks.block_size();
+    let cow = index < table.len() && blocks.is_shared(table[index]);
+    let need = blocks.blocks_for(total).saturating_sub(table.len()) + usize::from(cow);
+    if need > blocks.num_free() {
+        return false;
+    }
+    if cow {
+        match blocks.prepare_write(table, start) {
+            Ok(copy) => copies.extend(copy),
+            Err(_) => return false,
+        }
+    }
+    blocks.grow(table, total)
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::config_keys::{self, Override};
 use crate::prompt_fit::OnLongPrompt;
+use crate::tools::ToolsSection;
 
 /// The built-in synthetic arithmetic task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +218,8 @@ pub struct RunConfig {
     pub task: TaskConfig,
     pub engine: EngineSection,
     pub lora: LoraSection,
+    /// `[tools]`: multi-turn rollouts with tool calls (`--tools calculator`).
+    pub tools: ToolsSection,
     /// Everything else of the trainer (loss details, correction, mini/micro-batches, …).
     pub trainer: TrainerConfig,
 }
@@ -271,6 +274,7 @@ impl Default for RunConfig {
             task: TaskConfig::default(),
             engine: EngineSection::default(),
             lora: LoraSection::default(),
+            tools: ToolsSection::default(),
             trainer,
         }
     }
@@ -394,6 +398,7 @@ impl RunConfig {
         if self.lora.merge && !self.lora.enabled() {
             bail!("lora.merge (--merge) needs LoRA adapters (--lora-rank or --adapter)");
         }
+        self.tools.validate()?;
         Ok(())
     }
 

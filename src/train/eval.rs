@@ -1,4 +1,5 @@
 //! Held-out evaluation with the same runtime and verifier: greedy accuracy, and mean@k / pass@k.
+//! With tools, held-out rollouts are multi-turn as in training, graded on the model's own turns.
 //!
 //! Owns the held-out prompts and the scoring of answers to them. It must not know about
 //! training: where results are logged is the caller's business.
@@ -12,7 +13,10 @@ use rlvr_verifier::{grade, ExtractMethod, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::task::{encode_problem, Dataset, Problem};
+use super::task::{encode_problem, render_question, Dataset, Problem};
+use crate::tools::render::ToolFormat;
+use crate::tools::rollout::generate_with_tools;
+use crate::tools::ToolBox;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
@@ -56,17 +60,33 @@ impl EvalResult {
 pub struct Evaluator {
     problems: Vec<Problem>,
     prompts: Vec<Vec<u32>>,
+    tools: Option<(ToolBox, ToolFormat)>,
 }
 
 impl Evaluator {
     /// The first `cfg.eval_size` held-out problems of `dataset`, prompted as in training.
     pub fn new(dataset: &Dataset, tokenizer: &TextTokenizer, cfg: &RunConfig) -> Result<Self> {
         let problems = dataset.eval_set(cfg.eval_size);
+        let tools = match cfg.tools.enabled() {
+            true => {
+                let toolbox = cfg.tools.toolbox()?;
+                let format = ToolFormat::new(tokenizer, &toolbox.specs(), cfg.chat)?;
+                Some((toolbox, format))
+            }
+            false => None,
+        };
         let prompts = problems
             .iter()
-            .map(|problem| encode_problem(tokenizer, cfg, problem))
+            .map(|problem| match &tools {
+                None => encode_problem(tokenizer, cfg, problem),
+                Some((_, f)) => f.prompt_ids(tokenizer, &render_question(cfg, problem)),
+            })
             .collect::<Result<_>>()?;
-        Ok(Self { problems, prompts })
+        Ok(Self {
+            problems,
+            prompts,
+            tools,
+        })
     }
 
     pub fn run(
@@ -86,6 +106,7 @@ impl Evaluator {
             eos: eos.to_vec(),
             seed: cfg.seed ^ 0xE7A1,
             verifier: &cfg.verifier(),
+            tools: self.tools.as_ref(),
         };
         evaluate(model, tokenizer, engine, &spec)
     }
@@ -110,6 +131,8 @@ pub struct EvalSpec<'a> {
     pub eos: Vec<u32>,
     pub seed: u64,
     pub verifier: &'a VerifierConfig,
+    /// Multi-turn rollouts with these tools (None: single-turn).
+    pub tools: Option<&'a (ToolBox, ToolFormat)>,
 }
 
 pub fn evaluate(
@@ -120,9 +143,9 @@ pub fn evaluate(
 ) -> Result<EvalResult> {
     let t0 = std::time::Instant::now();
     let mut engine = Engine::new(model.clone(), Some(tokenizer.clone()), engine_cfg)?;
-    let mut result = greedy_pass(&mut engine, spec)?;
+    let mut result = greedy_pass(&mut engine, tokenizer, spec)?;
     if spec.k > 0 {
-        let correct_per_problem = sampled_pass(&mut engine, spec)?;
+        let correct_per_problem = sampled_pass(&mut engine, tokenizer, spec)?;
         let problems = spec.problems.len();
         result.mean_at_k =
             correct_per_problem.iter().sum::<usize>() as f64 / (problems * spec.k).max(1) as f64;
@@ -134,7 +157,7 @@ pub fn evaluate(
 }
 
 /// One greedy answer per problem: accuracy, boxed fraction and mean length.
-fn greedy_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<EvalResult> {
+fn greedy_pass(engine: &mut Engine, tok: &TextTokenizer, spec: &EvalSpec) -> Result<EvalResult> {
     let greedy = SamplingParams {
         stop_token_ids: spec.eos.clone(),
         ..SamplingParams::greedy(spec.max_new_tokens)
@@ -149,8 +172,8 @@ fn greedy_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<EvalResult> {
         })
         .collect();
     let (mut correct, mut boxed, mut tokens) = (0usize, 0usize, 0usize);
-    for completion in &engine.generate(requests)? {
-        let grade = grade_completion(completion, spec);
+    for (completion, text) in &run(engine, tok, spec, requests)? {
+        let grade = grade_completion(completion, text, spec);
         correct += usize::from(grade.correct);
         boxed += usize::from(matches!(grade.method, Some(ExtractMethod::Boxed)));
         tokens += completion.token_ids.len();
@@ -167,7 +190,7 @@ fn greedy_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<EvalResult> {
 }
 
 /// `k` samples per problem at the sampling temperature: correct samples per problem.
-fn sampled_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<Vec<usize>> {
+fn sampled_pass(engine: &mut Engine, tok: &TextTokenizer, spec: &EvalSpec) -> Result<Vec<usize>> {
     let params = SamplingParams {
         temperature: spec.temperature,
         max_new_tokens: spec.max_new_tokens,
@@ -176,16 +199,52 @@ fn sampled_pass(engine: &mut Engine, spec: &EvalSpec) -> Result<Vec<usize>> {
         seed: spec.seed,
         ..Default::default()
     };
+    let requests = spec
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| Request {
+            prompt_ids: prompt.clone(),
+            params: SamplingParams {
+                seed: params.seed.wrapping_add(i as u64),
+                ..params.clone()
+            },
+            n: spec.k,
+        })
+        .collect();
     let mut correct_per_problem = vec![0usize; spec.problems.len()];
-    for completion in &engine.generate_groups(spec.prompts, spec.k, &params)? {
-        if grade_completion(completion, spec).correct {
+    for (completion, text) in &run(engine, tok, spec, requests)? {
+        if grade_completion(completion, text, spec).correct {
             correct_per_problem[completion.request_index] += 1;
         }
     }
     Ok(correct_per_problem)
 }
 
-fn grade_completion(completion: &Completion, spec: &EvalSpec) -> rlvr_verifier::Grade {
+/// Completions and the text graded (the model's own turns with tools).
+fn run(
+    engine: &mut Engine,
+    tok: &TextTokenizer,
+    spec: &EvalSpec,
+    requests: Vec<Request>,
+) -> Result<Vec<(Completion, String)>> {
+    match spec.tools {
+        None => Ok(engine
+            .generate(requests)?
+            .into_iter()
+            .map(|c| {
+                let text = c.text.clone();
+                (c, text)
+            })
+            .collect()),
+        Some((toolbox, format)) => Ok(generate_with_tools(engine, requests, tok, format, toolbox)?
+            .into_iter()
+            .map(|r| (r.completion, r.model_text))
+            .collect()),
+    }
+}
+
+fn grade_completion(completion: &Completion, text: &str, spec: &EvalSpec) -> rlvr_verifier::Grade {
     let gold = &spec.problems[completion.request_index].gold;
-    grade(&completion.text, gold, spec.verifier)
+    grade(text, gold, spec.verifier)
 }

@@ -103,6 +103,10 @@ pub struct TrainArgs {
     /// Export the merged full model instead of the PEFT adapter (`lora.merge`).
     #[arg(long)]
     pub merge: bool,
+    /// Offer these tools, comma-separated (`tools.enabled`): `calculator` and the names of
+    /// `[[tools.external]]` commands in the config. Rollouts become multi-turn.
+    #[arg(long)]
+    pub tools: Option<String>,
     /// Set any config key: `--set trainer.num_minibatches=2 --set task.digits=2`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -137,6 +141,7 @@ impl TrainArgs {
             ("lora.rslora", flag(&self.rslora.then_some(true))),
             ("lora.adapter", flag(&self.adapter)),
             ("lora.merge", flag(&self.merge.then_some(true))),
+            ("tools.enabled", flag(&self.tools_list())),
         ];
         let set_by_flags = flags
             .into_iter()
@@ -148,6 +153,10 @@ impl TrainArgs {
 }
 
 impl TrainArgs {
+    fn tools_list(&self) -> Option<Vec<String>> {
+        crate::tools::split_names(self.tools.as_deref())
+    }
+
     fn lora_targets_list(&self) -> Option<Vec<String>> {
         self.lora_targets
             .as_ref()

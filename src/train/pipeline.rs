@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use super::task::{Dataset, Problem};
+use crate::tools::render::ToolFormat;
+use crate::tools::rollout::{generate_with_tools, ToolStats};
+use crate::tools::ToolBox;
 
 /// One prompt's completions on their way to the verifiers.
 struct RolloutJob {
@@ -33,6 +36,10 @@ struct RolloutJob {
     index: usize,
     problem: Problem,
     completions: Vec<Completion>,
+    /// Per completion, the text graded: the model's own turns (tool results left out).
+    texts: Vec<String>,
+    /// Per completion, what it did with tools (empty without tools).
+    tools: Vec<ToolStats>,
     gen_s: f64,
     generated_tokens: usize,
     t_start: u64,
@@ -50,6 +57,9 @@ pub struct ScoredJob {
     pub gen_s: f64,
     pub generated_tokens: usize,
     pub verify_s: f64,
+    /// Per sample, its tool use (empty when the run has no tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolStats>,
 }
 
 pub enum Event {
@@ -166,6 +176,7 @@ fn generate_loop(
         Some(spec.tokenizer.clone()),
         spec.engine.clone(),
     )?;
+    let tools = tool_setup(&spec)?;
     let mut trained = spec.trained;
     let mut batch = spec.next_batch;
     while batch < cfg.max_steps {
@@ -182,25 +193,37 @@ fn generate_loop(
         let Some(problems) = spec.dataset.batch(batch, cfg.prompts_per_step, cfg) else {
             return Ok(batch);
         };
-        let requests = batch_requests(&spec, batch, &problems)?;
+        let requests = batch_requests(&spec, tools.as_ref(), batch, &problems)?;
         let t0 = Instant::now();
-        let completions = {
+        let rollouts = {
             // Hold the weights for the whole batch: no optimizer step lands mid-batch.
             let _read = spec.weights_lock.read().unwrap_or_else(|p| p.into_inner());
-            engine.generate(requests)?
+            generate(&mut engine, &spec.tokenizer, tools.as_ref(), requests)?
         };
         let gen_s = t0.elapsed().as_secs_f64();
-        let generated_tokens: usize = completions.iter().map(|c| c.token_ids.len()).sum();
-        let mut groups: Vec<Vec<Completion>> = vec![vec![]; problems.len()];
-        for completion in completions {
-            groups[completion.request_index].push(completion);
+        let generated_tokens: usize = rollouts.iter().map(|r| r.0.token_ids.len()).sum();
+        let mut groups: Vec<Vec<Rollout>> = vec![vec![]; problems.len()];
+        for rollout in rollouts {
+            groups[rollout.0.request_index].push(rollout);
         }
-        for (index, (problem, completions)) in problems.into_iter().zip(groups).enumerate() {
+        for (index, (problem, group)) in problems.into_iter().zip(groups).enumerate() {
+            let has_tools = tools.is_some();
+            let (completions, texts, stats): (Vec<_>, Vec<_>, Vec<_>) = group.into_iter().fold(
+                (vec![], vec![], vec![]),
+                |(mut c, mut t, mut s), (completion, text, stat)| {
+                    c.push(completion);
+                    t.push(text);
+                    s.extend(stat.filter(|_| has_tools));
+                    (c, t, s)
+                },
+            );
             let job = RolloutJob {
                 batch,
                 index,
                 problem,
                 completions,
+                texts,
+                tools: stats,
                 gen_s,
                 generated_tokens,
                 t_start: weights_version,
@@ -214,15 +237,62 @@ fn generate_loop(
     Ok(batch)
 }
 
+/// A completion, the text graded, and its tool use (None without tools).
+type Rollout = (Completion, String, Option<ToolStats>);
+
+/// The run's tools and how they are written for this model, when `[tools]` enables any.
+fn tool_setup(spec: &GeneratorSpec) -> Result<Option<(ToolBox, ToolFormat)>> {
+    if !spec.cfg.tools.enabled() {
+        return Ok(None);
+    }
+    let toolbox = spec.cfg.tools.toolbox()?;
+    let format = ToolFormat::new(&spec.tokenizer, &toolbox.specs(), spec.cfg.chat)
+        .context("rendering the tools for this model's chat template")?;
+    Ok(Some((toolbox, format)))
+}
+
+/// Single-turn completions (graded on their text), or multi-turn tool rollouts (graded on the
+/// model's own turns).
+fn generate(
+    engine: &mut Engine,
+    tok: &TextTokenizer,
+    tools: Option<&(ToolBox, ToolFormat)>,
+    requests: Vec<Request>,
+) -> Result<Vec<Rollout>> {
+    let Some((toolbox, format)) = tools else {
+        let out = engine.generate(requests)?;
+        let with_text = |c: Completion| {
+            let text = c.text.clone();
+            (c, text, None)
+        };
+        return Ok(out.into_iter().map(with_text).collect());
+    };
+    let out = generate_with_tools(engine, requests, tok, format, toolbox)?;
+    Ok(out
+        .into_iter()
+        .map(|r| (r.completion, r.model_text, Some(r.stats)))
+        .collect())
+}
+
 /// One request of `group_size` samples per problem of batch `batch`, each seeded by its place.
-fn batch_requests(spec: &GeneratorSpec, batch: u64, problems: &[Problem]) -> Result<Vec<Request>> {
+fn batch_requests(
+    spec: &GeneratorSpec,
+    tools: Option<&(ToolBox, ToolFormat)>,
+    batch: u64,
+    problems: &[Problem],
+) -> Result<Vec<Request>> {
     let cfg = &spec.cfg;
     problems
         .iter()
         .enumerate()
         .map(|(index, problem)| {
+            let prompt_ids = match tools {
+                None => super::task::encode_problem(&spec.tokenizer, cfg, problem)?,
+                Some((_, format)) => format
+                    .prompt_ids(&spec.tokenizer, &super::task::render_question(cfg, problem))?,
+            };
             Ok(Request {
-                prompt_ids: super::task::encode_problem(&spec.tokenizer, cfg, problem)?,
+                prompt_ids,
                 params: SamplingParams {
                     temperature: cfg.temperature,
                     top_p: cfg.top_p,
@@ -244,8 +314,12 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
     let mut samples = Vec::with_capacity(job.completions.len());
     let mut correct = vec![];
     let mut boxed = vec![];
-    for completion in job.completions {
-        let grade = grade(&completion.text, &job.problem.gold, verifier);
+    for (completion, text) in job.completions.into_iter().zip(&job.texts) {
+        let grade = grade(text, &job.problem.gold, verifier);
+        let generated_mask = match completion.inserted.is_empty() {
+            true => vec![],
+            false => completion.generated_mask(),
+        };
         correct.push(grade.correct);
         boxed.push(matches!(grade.method, Some(ExtractMethod::Boxed)));
         samples.push(ScoredSample {
@@ -255,6 +329,7 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
             raw_logprobs: completion.logprobs,
             entropies: completion.entropies,
             policy_versions: completion.policy_versions,
+            generated_mask,
             sampling_support: completion.sampling_support,
             reward: grade.reward,
             finish_reason: completion.finish_reason.as_str().to_string(),
@@ -273,6 +348,7 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
         gen_s: job.gen_s,
         generated_tokens: job.generated_tokens,
         verify_s: t0.elapsed().as_secs_f64(),
+        tools: job.tools,
     }
 }
 

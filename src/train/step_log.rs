@@ -1,5 +1,5 @@
 //! The step log line: what metrics.jsonl records for each step (the batch's rewards, accuracy,
-//! lengths, staleness and timings, then the trainer's own metrics), and the one-line summary
+//! lengths, staleness, tool use and timings, then the trainer's own metrics), and the one-line summary
 //! shown as progress. It must not know where lines go or how the step was run.
 
 use anyhow::Result;
@@ -28,7 +28,40 @@ pub struct StepLog {
     generation_s: f64,
     verification_s: f64,
     generated_tokens: usize,
+    tools: Option<ToolSummary>,
     times: StepTimes,
+}
+
+/// Tool use over a step's samples (runs with tools only).
+struct ToolSummary {
+    /// Samples that called a tool at least once.
+    call_rate: f64,
+    calls_per_sample: f64,
+    turns_per_sample: f64,
+    /// Calls answered with an error, over all calls.
+    error_rate: f64,
+    errors: usize,
+    tool_s: f64,
+}
+
+impl ToolSummary {
+    fn new(jobs: &[ScoredJob]) -> Option<Self> {
+        let stats: Vec<_> = jobs.iter().flat_map(|job| &job.tools).collect();
+        if stats.is_empty() {
+            return None;
+        }
+        let n = stats.len() as f64;
+        let calls: usize = stats.iter().map(|s| s.calls).sum();
+        let errors: usize = stats.iter().map(|s| s.errors).sum();
+        Some(Self {
+            call_rate: stats.iter().filter(|s| s.calls > 0).count() as f64 / n,
+            calls_per_sample: calls as f64 / n,
+            turns_per_sample: stats.iter().map(|s| s.turns).sum::<usize>() as f64 / n,
+            error_rate: errors as f64 / calls.max(1) as f64,
+            errors,
+            tool_s: stats.iter().map(|s| s.tool_s).sum(),
+        })
+    }
 }
 
 impl StepLog {
@@ -63,6 +96,7 @@ impl StepLog {
             generation_s: first.map_or(0.0, |job| job.gen_s),
             verification_s: jobs.iter().map(|job| job.verify_s).sum(),
             generated_tokens: first.map_or(0, |job| job.generated_tokens),
+            tools: ToolSummary::new(jobs),
             times,
         }
     }
@@ -89,6 +123,18 @@ impl StepLog {
             "generation_tokens_per_s": self.generation_tokens_per_s(),
             "elapsed_s": self.times.elapsed_s,
         });
+        if let (Some(fields), Some(t)) = (line.as_object_mut(), &self.tools) {
+            for (key, value) in [
+                ("tool_call_rate", json!(t.call_rate)),
+                ("tool_calls_per_sample", json!(t.calls_per_sample)),
+                ("turns_per_sample", json!(t.turns_per_sample)),
+                ("tool_errors", json!(t.errors)),
+                ("tool_error_rate", json!(t.error_rate)),
+                ("tool_s", json!(t.tool_s)),
+            ] {
+                fields.insert(key.into(), value);
+            }
+        }
         if let (Some(fields), Value::Object(trainer)) =
             (line.as_object_mut(), serde_json::to_value(metrics)?)
         {
@@ -101,6 +147,19 @@ impl StepLog {
 
     /// The progress line.
     pub fn summary(&self, max_steps: u64, metrics: &StepMetrics) -> String {
+        let line = self.base_summary(max_steps, metrics);
+        match &self.tools {
+            Some(t) => format!(
+                "{line} | tools {:.2}/sample ({:.0}% call) err {}",
+                t.calls_per_sample,
+                100.0 * t.call_rate,
+                t.errors
+            ),
+            None => line,
+        }
+    }
+
+    fn base_summary(&self, max_steps: u64, metrics: &StepMetrics) -> String {
         format!(
             "step {}/{max_steps}: reward {:.3} acc {:.3} len {:.1} H {:.3} s2t {:.1e} clip {:.3} | gen {:.1}s train {:.1}s {:.0} tok/s",
             self.step,

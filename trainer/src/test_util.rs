@@ -185,6 +185,7 @@ pub fn toy_rollouts_at(
                     raw_logprobs: s.raw,
                     entropies: s.entropies,
                     sampling_support: vec![],
+                    generated_mask: vec![],
                 })
                 .collect(),
         })
@@ -213,6 +214,7 @@ pub fn random_groups(n_groups: usize, g: usize, seed: u64) -> Vec<ScoredGroup> {
                         entropies: vec![],
                         policy_versions: vec![],
                         sampling_support: vec![],
+                        generated_mask: vec![],
                         completion_ids: comp,
                         reward: rng.below(2) as f64,
                         finish_reason: "eos".into(),

@@ -234,6 +234,8 @@ fn micro_batches(seqs: &[Seq], r: &Range<usize>, size: usize, by_group: bool) ->
 #[cfg(test)]
 mod lora_tests;
 #[cfg(test)]
+mod mask_tests;
+#[cfg(test)]
 mod share_tests;
 #[cfg(test)]
 mod skip_tests;

@@ -9,6 +9,7 @@
 //!   gold number needs a number: a computation with its value (`12 + 30` for
 //!   42, `2^{10}` for 1024) is [`Reason::Unevaluated`], never correct.
 //! * [`grade`] / [`grade_batch`] turn that into a reward with a reason.
+//! * [`calculate`] evaluates an arithmetic expression exactly (the built-in calculator tool).
 //!
 //! Every call is bounded in time and memory (inputs are length-capped, there is
 //! no backtracking, exponents are never expanded beyond a small bound), never
@@ -21,6 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod bench;
+mod calc;
 mod equiv;
 pub mod error;
 mod expr;
@@ -32,6 +34,7 @@ mod num;
 pub use bench::{
     bench_gsm8k_style, bench_with_threads, gsm8k_style_corpus, latex_style_corpus, BenchReport,
 };
+pub use calc::{calculate, CalcError, MAX_EXPRESSION_BYTES};
 pub use equiv::is_equivalent;
 pub use error::VerifierError;
 use extract::locate_answer;

@@ -118,14 +118,17 @@ impl<M: Deref<Target = Model>> Trainer<M> {
     /// the whole mini-batch before any backward, §1.8.6). Records the S2T counts in `out`.
     fn valid_tokens(&self, seqs: &[Seq], out: &mut MinibatchOut) -> Vec<Vec<bool>> {
         let keep_s2t: Vec<Vec<bool>> = if self.settings.s2t {
+            // Over the model's tokens only: inserted ones are in no S2T statistic.
             let toks: Vec<S2tToken> = seqs
                 .iter()
                 .flat_map(|s| {
-                    (0..s.len()).map(move |t| S2tToken {
-                        advantage: s.advantage,
-                        prob: s.prob[t],
-                        entropy: s.entropy[t],
-                    })
+                    (0..s.len())
+                        .filter(|&t| s.generated[t])
+                        .map(move |t| S2tToken {
+                            advantage: s.advantage,
+                            prob: s.prob[t],
+                            entropy: s.entropy[t],
+                        })
                 })
                 .collect();
             let mask = s2t_mask(&toks, &self.config.s2t_config());
@@ -133,7 +136,13 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             out.s2t_masked = mask.masked;
             let mut it = mask.keep.into_iter();
             seqs.iter()
-                .map(|s| it.by_ref().take(s.len()).collect())
+                .map(|s| {
+                    let it = &mut it;
+                    s.generated
+                        .iter()
+                        .map(|&g| g && it.next().unwrap_or(false))
+                        .collect()
+                })
                 .collect()
         } else {
             seqs.iter().map(|s| vec![true; s.len()]).collect()
@@ -196,14 +205,18 @@ fn token_terms(seqs: &[Seq], agg: &[f64]) -> Vec<TokenTerms> {
 /// ℓ_θ of the training forward against ℓ_b (here ℓ_prox), unweighted.
 fn add_rollout_mismatch(acc: &mut MismatchAcc, l_theta: &Tensor, seqs: &[Seq]) -> Result<()> {
     let l_theta = l_theta.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let l_b = seqs.iter().flat_map(|s| s.l_prox.iter().copied());
+    let l_b = seqs
+        .iter()
+        .flat_map(|s| s.l_prox.iter().copied().zip(s.generated.clone()));
     let unit = IsWeight {
         weight: 1.0,
         keep: true,
         truncated: false,
     };
-    for (lt, lb) in l_theta.into_iter().zip(l_b) {
-        acc.add(lt as f64, lb, &unit);
+    for (lt, (lb, generated)) in l_theta.into_iter().zip(l_b) {
+        if generated {
+            acc.add(lt as f64, lb, &unit);
+        }
     }
     Ok(())
 }

@@ -194,6 +194,20 @@ impl BigInt {
     }
 }
 
+impl std::fmt::Display for BigInt {
+    /// Plain decimal digits, with a leading `-` when negative.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some((top, rest)) = self.limbs.split_last() else {
+            return f.write_str("0");
+        };
+        let sign = if self.negative { "-" } else { "" };
+        write!(f, "{sign}{top}")?;
+        rest.iter()
+            .rev()
+            .try_for_each(|limb| write!(f, "{limb:0width$}", width = LIMB_DIGITS))
+    }
+}
+
 fn cmp_magnitudes(a: &[u32], b: &[u32]) -> Ordering {
     a.len()
         .cmp(&b.len())

@@ -1,0 +1,100 @@
+//! Test fixtures: a character-level tokenizer with whole tool calls as single added tokens, and
+//! a tiny model rigged into a bigram machine (greedy next token = a fixed function of the
+//! current one), so that engine, tools and rendering can be driven end to end deterministically.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use rlvr_models::{Architecture, Model, ModelConfig, TextTokenizer};
+use serde_json::json;
+
+pub const CALC_CALL: &str =
+    r#"<tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>"#;
+pub const HANG_CALL: &str = r#"<tool_call>{"name": "hang", "arguments": {}}</tool_call>"#;
+pub const BAD_CALL: &str = r#"<tool_call>{"name": "calculator", "arguments": {</tool_call>"#;
+pub const EOS: u32 = 0;
+pub const VOCAB: usize = 128;
+
+/// ChatML as SmolLM2 writes it: role and content only, no tools.
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
+    + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}\
+    {{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// Ids: 0 `<eos>`, 1..=95 printable ASCII, 96 `\n`, then `<|im_start|>`, `<|im_end|>` and the
+/// three calls as added tokens.
+pub fn tokenizer(template: Option<&str>) -> TextTokenizer {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<eos>".into(), json!(0));
+    for (i, c) in (32u8..127).enumerate() {
+        vocab.insert((c as char).to_string(), json!(i + 1));
+    }
+    vocab.insert("\n".into(), json!(96));
+    let added: Vec<_> = [
+        ("<eos>", 0, true),
+        ("<|im_start|>", 97, true),
+        ("<|im_end|>", 98, true),
+        (CALC_CALL, 99, false),
+        (HANG_CALL, 100, false),
+        (BAD_CALL, 101, false),
+    ]
+    .iter()
+    .map(|&(content, id, special)| {
+        vocab.insert(content.into(), json!(id));
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": special})
+    })
+    .collect();
+    let spec = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": []}
+    });
+    let inner = spec.to_string().parse().expect("tokenizer spec");
+    TextTokenizer {
+        inner,
+        chat_template: template.map(str::to_string),
+        bos_token: None,
+        eos_token: Some("<eos>".into()),
+        pad_token: None,
+        add_bos: false,
+        origin: PathBuf::from("test"),
+    }
+}
+
+/// Id of a single-token string.
+pub fn id(tok: &TextTokenizer, s: &str) -> u32 {
+    let ids = tok.encode(s, false).unwrap();
+    assert_eq!(ids.len(), 1, "{s:?} is one token");
+    ids[0]
+}
+
+/// A one-layer model whose layers add nothing (zero output projections) and whose head maps
+/// token t to `next[t]` (greedy), else to `<eos>`.
+pub fn bigram_model(next: &HashMap<u32, u32>) -> Arc<Model> {
+    let mut cfg = ModelConfig::tiny(Architecture::Llama, VOCAB, VOCAB, 1);
+    cfg.tie_word_embeddings = false;
+    cfg.max_position_embeddings = 4096;
+    let m = Model::random(cfg, 3, DType::F32, &Device::Cpu).unwrap();
+    let eye = Tensor::eye(VOCAB, DType::F32, &Device::Cpu).unwrap();
+    let mut head = vec![0f32; VOCAB * VOCAB];
+    for t in 0..VOCAB as u32 {
+        let to = next.get(&t).copied().unwrap_or(EOS);
+        head[to as usize * VOCAB + t as usize] = 4.0;
+    }
+    let head = Tensor::from_vec(head, (VOCAB, VOCAB), &Device::Cpu).unwrap();
+    for (name, v) in m.named_vars() {
+        if name.contains("embed_tokens") {
+            v.set(&eye).unwrap();
+        } else if name.contains("lm_head") {
+            v.set(&head).unwrap();
+        } else if name.contains("o_proj") || name.contains("down_proj") {
+            v.set(&v.as_tensor().zeros_like().unwrap()).unwrap();
+        }
+    }
+    Arc::new(m)
+}
