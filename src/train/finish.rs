@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::interrupt::Interrupt;
-use super::pipeline::{Buffer, Event, Pipeline};
+use super::pipeline::{is_complete, Buffer, Event, Pipeline};
 use super::run::Run;
 use super::step_loop::LoopEnd;
 use super::RunConfig;
@@ -74,7 +74,7 @@ fn pending_batches(pipeline: &Pipeline, mut pending: Buffer, step: u64, cfg: &Ru
     }
     let window_end = step + cfg.max_staleness.max(1);
     pending.batches.retain(|&batch, jobs| {
-        batch >= step && batch < window_end && jobs.len() == cfg.prompts_per_step
+        batch >= step && batch < window_end && is_complete(jobs, cfg.prompts_per_step)
     });
     pending
 }

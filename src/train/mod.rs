@@ -9,6 +9,7 @@
 
 mod config;
 mod config_keys;
+mod dynamic;
 mod eval;
 mod finish;
 mod interrupt;

@@ -25,6 +25,7 @@ use rlvr_verifier::{grade, ExtractMethod, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
+use super::dynamic::{self, DynamicStats, Round};
 use super::task::{Dataset, Problem};
 use crate::tools::render::ToolFormat;
 use crate::tools::rollout::{generate_with_tools, ToolStats};
@@ -60,6 +61,9 @@ pub struct ScoredJob {
     /// Per sample, its tool use (empty when the run has no tools).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolStats>,
+    /// What dynamic sampling did for this group's batch (runs with it on only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicStats>,
 }
 
 pub enum Event {
@@ -120,10 +124,11 @@ impl Pipeline {
             })
             .collect();
         drop(job_rx);
+        let scored = (event_tx.clone(), verifier);
         let generator = std::thread::Builder::new()
             .name("rlvr-generator".into())
             .spawn(move || {
-                let end = match generate_loop(spec, permit_rx, job_tx) {
+                let end = match generate_loop(spec, permit_rx, job_tx, scored) {
                     Ok(end) => Event::GeneratorDone(end),
                     Err(e) => Event::Failed(format!("{e:#}")),
                 };
@@ -164,11 +169,14 @@ impl Pipeline {
 }
 
 /// Generate batches in order until `max_steps`, the end of the data, a stop request, or the
-/// trainer hanging up; returns the first batch not generated.
+/// trainer hanging up; returns the first batch not generated. With dynamic sampling the
+/// generator scores its groups itself (it needs their rewards to fill the batch) and sends the
+/// kept ones as `scored`; otherwise the verifier pool scores `jobs`.
 fn generate_loop(
     spec: GeneratorSpec,
     permits: Receiver<u64>,
     jobs: Sender<RolloutJob>,
+    scored: (Sender<Event>, VerifierConfig),
 ) -> Result<u64> {
     let cfg = &spec.cfg;
     let mut engine = Engine::new(
@@ -190,15 +198,93 @@ fn generate_loop(
         if spec.stop.load(Ordering::SeqCst) {
             return Ok(batch);
         }
-        let Some(problems) = spec.dataset.batch(batch, cfg.prompts_per_step, cfg) else {
-            return Ok(batch);
+        let mut gen = BatchGen {
+            spec: &spec,
+            engine: &mut engine,
+            tools: tools.as_ref(),
+            batch,
+            weights_version,
         };
-        let requests = batch_requests(&spec, tools.as_ref(), batch, &problems)?;
+        let sent = match cfg.trainer.dynamic_sampling {
+            false => gen.send_for_scoring(&jobs)?,
+            true => gen.send_filtered(&scored.0, &scored.1)?,
+        };
+        if !sent {
+            return Ok(batch);
+        }
+        batch += 1;
+    }
+    Ok(batch)
+}
+
+/// Makes the rounds of one batch under one weights version.
+struct BatchGen<'a> {
+    spec: &'a GeneratorSpec,
+    engine: &'a mut Engine,
+    tools: Option<&'a (ToolBox, ToolFormat)>,
+    batch: u64,
+    weights_version: u64,
+}
+
+impl BatchGen<'_> {
+    /// Round 0 to the verifier pool; false when the data is used up or the pool hung up.
+    fn send_for_scoring(&mut self, jobs: &Sender<RolloutJob>) -> Result<bool> {
+        let cfg = &self.spec.cfg;
+        let Some(problems) = self
+            .spec
+            .dataset
+            .batch(self.batch, cfg.prompts_per_step, cfg)
+        else {
+            return Ok(false);
+        };
+        for job in self.round(0, problems)? {
+            if jobs.send(job).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Rounds scored here until the batch is full of groups with reward variance (or the cap),
+    /// then its groups to the step loop; false when the data is used up or it hung up.
+    fn send_filtered(&mut self, events: &Sender<Event>, verifier: &VerifierConfig) -> Result<bool> {
+        let (spec, batch) = (self.spec, self.batch);
+        let (cfg, n) = (&spec.cfg, spec.cfg.prompts_per_step);
+        let filled = dynamic::fill(n, cfg.trainer.dynamic_sampling_max_rounds, |r| {
+            let problems = match r {
+                0 => spec.dataset.batch(batch, n, cfg),
+                r => Some(spec.dataset.extra_batch(batch, r, n, cfg)),
+            };
+            let Some(problems) = problems else {
+                return Ok(None);
+            };
+            let t0 = Instant::now();
+            let jobs = self.round(r, problems)?;
+            let gen_s = t0.elapsed().as_secs_f64();
+            let jobs = jobs.into_iter().map(|job| score(job, verifier)).collect();
+            Ok(Some(Round { jobs, gen_s }))
+        })?;
+        let Some(kept) = filled else {
+            return Ok(false);
+        };
+        for job in kept {
+            if events.send(Event::Scored(Box::new(job))).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Generate round `round` of the batch on `problems`: one job per problem, in order.
+    fn round(&mut self, round: u32, problems: Vec<Problem>) -> Result<Vec<RolloutJob>> {
+        let spec = self.spec;
+        let first_seed = round as usize * spec.cfg.prompts_per_step;
+        let requests = batch_requests(spec, self.tools, self.batch, first_seed, &problems)?;
         let t0 = Instant::now();
         let rollouts = {
-            // Hold the weights for the whole batch: no optimizer step lands mid-batch.
+            // Hold the weights for the whole round: no optimizer step lands mid-batch.
             let _read = spec.weights_lock.read().unwrap_or_else(|p| p.into_inner());
-            generate(&mut engine, &spec.tokenizer, tools.as_ref(), requests)?
+            generate(self.engine, &spec.tokenizer, self.tools, requests)?
         };
         let gen_s = t0.elapsed().as_secs_f64();
         let generated_tokens: usize = rollouts.iter().map(|r| r.0.token_ids.len()).sum();
@@ -206,35 +292,33 @@ fn generate_loop(
         for rollout in rollouts {
             groups[rollout.0.request_index].push(rollout);
         }
-        for (index, (problem, group)) in problems.into_iter().zip(groups).enumerate() {
-            let has_tools = tools.is_some();
-            let (completions, texts, stats): (Vec<_>, Vec<_>, Vec<_>) = group.into_iter().fold(
-                (vec![], vec![], vec![]),
-                |(mut c, mut t, mut s), (completion, text, stat)| {
-                    c.push(completion);
-                    t.push(text);
-                    s.extend(stat.filter(|_| has_tools));
-                    (c, t, s)
-                },
-            );
-            let job = RolloutJob {
-                batch,
-                index,
-                problem,
-                completions,
-                texts,
-                tools: stats,
-                gen_s,
-                generated_tokens,
-                t_start: weights_version,
-            };
-            if jobs.send(job).is_err() {
-                return Ok(batch);
-            }
-        }
-        batch += 1;
+        let has_tools = self.tools.is_some();
+        let jobs = problems.into_iter().zip(groups).enumerate();
+        Ok(jobs
+            .map(|(index, (problem, group))| {
+                let (completions, texts, stats): (Vec<_>, Vec<_>, Vec<_>) = group.into_iter().fold(
+                    (vec![], vec![], vec![]),
+                    |(mut c, mut t, mut s), (completion, text, stat)| {
+                        c.push(completion);
+                        t.push(text);
+                        s.extend(stat.filter(|_| has_tools));
+                        (c, t, s)
+                    },
+                );
+                RolloutJob {
+                    batch: self.batch,
+                    index,
+                    problem,
+                    completions,
+                    texts,
+                    tools: stats,
+                    gen_s,
+                    generated_tokens,
+                    t_start: self.weights_version,
+                }
+            })
+            .collect())
     }
-    Ok(batch)
 }
 
 /// A completion, the text graded, and its tool use (None without tools).
@@ -274,11 +358,13 @@ fn generate(
         .collect())
 }
 
-/// One request of `group_size` samples per problem of batch `batch`, each seeded by its place.
+/// One request of `group_size` samples per problem of batch `batch`, each seeded by its place
+/// (counted from `first_seed`: extra rounds of dynamic sampling continue after round 0's).
 fn batch_requests(
     spec: &GeneratorSpec,
     tools: Option<&(ToolBox, ToolFormat)>,
     batch: u64,
+    first_seed: usize,
     problems: &[Problem],
 ) -> Result<Vec<Request>> {
     let cfg = &spec.cfg;
@@ -296,7 +382,7 @@ fn batch_requests(
                 params: SamplingParams {
                     temperature: cfg.temperature,
                     top_p: cfg.top_p,
-                    seed: seed_for(cfg.seed, batch, index),
+                    seed: seed_for(cfg.seed, batch, first_seed + index),
                     max_new_tokens: cfg.max_new_tokens,
                     stop_token_ids: spec.eos.clone(),
                     // With top_p < 1 the trainer scores the same truncated distribution.
@@ -349,6 +435,7 @@ fn score(job: RolloutJob, verifier: &VerifierConfig) -> ScoredJob {
         generated_tokens: job.generated_tokens,
         verify_s: t0.elapsed().as_secs_f64(),
         tools: job.tools,
+        dynamic: None,
     }
 }
 
@@ -363,8 +450,12 @@ impl Buffer {
         self.batches.entry(job.batch).or_default().push(job);
     }
 
+    /// Whether batch `batch` holds all its groups: `size` (`prompts_per_step`), or with
+    /// dynamic sampling the size its groups carry.
     pub fn complete(&self, batch: u64, size: usize) -> bool {
-        self.batches.get(&batch).is_some_and(|v| v.len() == size)
+        self.batches
+            .get(&batch)
+            .is_some_and(|jobs| is_complete(jobs, size))
     }
 
     /// Take a complete batch, groups in prompt order.
@@ -373,4 +464,13 @@ impl Buffer {
         jobs.sort_by_key(|job| job.index);
         jobs
     }
+}
+
+/// Whether `jobs` are all the groups of their batch (see `Buffer::complete`).
+pub fn is_complete(jobs: &[ScoredJob], size: usize) -> bool {
+    let expected = jobs
+        .first()
+        .and_then(|job| job.dynamic.as_ref())
+        .map_or(size, |d| d.batch_size);
+    jobs.len() == expected
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use rlvr_trainer::StepMetrics;
 use serde_json::{json, Value};
 
+use super::dynamic::DynamicStats;
 use super::pipeline::ScoredJob;
 
 /// Seconds of one step, measured by the step loop.
@@ -29,6 +30,7 @@ pub struct StepLog {
     verification_s: f64,
     generated_tokens: usize,
     tools: Option<ToolSummary>,
+    dynamic: Option<DynamicStats>,
     times: StepTimes,
 }
 
@@ -97,6 +99,7 @@ impl StepLog {
             verification_s: jobs.iter().map(|job| job.verify_s).sum(),
             generated_tokens: first.map_or(0, |job| job.generated_tokens),
             tools: ToolSummary::new(jobs),
+            dynamic: first.and_then(|job| job.dynamic.clone()),
             times,
         }
     }
@@ -135,6 +138,18 @@ impl StepLog {
                 fields.insert(key.into(), value);
             }
         }
+        if let (Some(fields), Some(d)) = (line.as_object_mut(), &self.dynamic) {
+            for (key, value) in [
+                ("dynamic_groups", json!(d.batch_size)),
+                ("dynamic_extra_rounds", json!(d.extra_rounds)),
+                ("dynamic_extra_groups", json!(d.extra_groups)),
+                ("dynamic_dropped_groups", json!(d.dropped_groups)),
+                ("dynamic_extra_gen_s", json!(d.extra_gen_s)),
+                ("dynamic_short", json!(d.short)),
+            ] {
+                fields.insert(key.into(), value);
+            }
+        }
         if let (Some(fields), Value::Object(trainer)) =
             (line.as_object_mut(), serde_json::to_value(metrics)?)
         {
@@ -147,7 +162,15 @@ impl StepLog {
 
     /// The progress line.
     pub fn summary(&self, max_steps: u64, metrics: &StepMetrics) -> String {
-        let line = self.base_summary(max_steps, metrics);
+        let mut line = self.base_summary(max_steps, metrics);
+        if let Some(d) = &self.dynamic {
+            line = format!(
+                "{line} | dynamic +{} rounds, {} groups{}",
+                d.extra_rounds,
+                d.batch_size,
+                if d.short { " (short: cap hit)" } else { "" }
+            );
+        }
         match &self.tools {
             Some(t) => format!(
                 "{line} | tools {:.2}/sample ({:.0}% call) err {}",

@@ -210,6 +210,9 @@ pub enum Dataset {
 /// Problems per evaluation stream index offset: keeps held-out arithmetic problems disjoint.
 const EVAL_STREAM: u64 = 0xE7A1_0000_0000;
 
+/// Tag of the extra rounds' prompt streams (dynamic sampling): apart from the main stream.
+const EXTRA_STREAM: u64 = 0xD5A3_5A3F_0000_0001;
+
 impl Dataset {
     pub fn load(cfg: &RunConfig) -> Result<Self> {
         if cfg.data == "arithmetic" {
@@ -262,6 +265,31 @@ impl Dataset {
                     out.push(train[idx as usize].clone());
                 }
                 Some(out)
+            }
+        }
+    }
+
+    /// The `n` problems of extra round `round` (from 1) of training batch `batch`, for dynamic
+    /// sampling: a seeded draw of its own per (batch, round), so a resumed run draws the same
+    /// ones; it is always shuffled and does not count against `epochs`.
+    pub fn extra_batch(&self, batch: u64, round: u32, n: usize, cfg: &RunConfig) -> Vec<Problem> {
+        let stream = mix(mix(cfg.seed, EXTRA_STREAM), round as u64);
+        let positions = (0..n as u64).map(|i| batch * n as u64 + i);
+        match self {
+            Dataset::Arithmetic { task, .. } => positions
+                .map(|p| arithmetic_problem(task, stream, p))
+                .collect(),
+            Dataset::List { train, .. } => {
+                let len = train.len() as u64;
+                if len == 0 {
+                    return vec![];
+                }
+                positions
+                    .map(|p| {
+                        let idx = permuted(p % len, len, mix(stream, p / len));
+                        train[idx as usize].clone()
+                    })
+                    .collect()
             }
         }
     }
@@ -411,6 +439,30 @@ pub fn render_question(cfg: &RunConfig, p: &Problem) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Extra rounds draw the same problems every time (a resumed run redraws them), apart from
+    /// the main stream and from each other, for the built-in task and for a dataset.
+    #[test]
+    fn extra_rounds_are_a_seeded_stream_of_their_own() {
+        let cfg = RunConfig::default();
+        let arithmetic = Dataset::load(&cfg).unwrap();
+        let train: Vec<Problem> = (0..50)
+            .map(|i| arithmetic_problem(&cfg.task, 9, i))
+            .collect();
+        let list = Dataset::List {
+            train,
+            eval: vec![],
+        };
+        for data in [arithmetic, list] {
+            let main = data.batch(3, 4, &cfg).unwrap();
+            let one = data.extra_batch(3, 1, 4, &cfg);
+            assert_eq!(one, data.extra_batch(3, 1, 4, &cfg));
+            assert_eq!(one.len(), 4);
+            assert_ne!(one, main);
+            assert_ne!(one, data.extra_batch(3, 2, 4, &cfg));
+            assert_ne!(one, data.extra_batch(4, 1, 4, &cfg));
+        }
+    }
 
     /// Files written by pyarrow in every codec (scripts/make_parquet_fixtures.py) read as the
     /// same problems as the bundled JSONL rows they were made from.

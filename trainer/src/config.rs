@@ -78,6 +78,13 @@ pub struct TrainerConfig {
     /// (attending to the prompt and to themselves); micro-batches keep groups whole where they
     /// fit. Off: every sample is its own row `prompt + completion`.
     pub share_prompt: bool,
+    /// DAPO's dynamic sampling, applied where batches are made (the run's pipeline), not by the
+    /// trainer: a batch keeps only groups whose rewards are not all equal and is filled from
+    /// extra rounds of prompts, at most `dynamic_sampling_max_rounds` of them.
+    pub dynamic_sampling: bool,
+    /// Extra rounds of prompts a batch may draw under dynamic sampling before it trains on the
+    /// groups it has.
+    pub dynamic_sampling_max_rounds: u32,
 }
 
 impl Default for TrainerConfig {
@@ -110,6 +117,8 @@ impl Default for TrainerConfig {
             recompute_every: 1,
             skip_zero_advantage: true,
             share_prompt: true,
+            dynamic_sampling: false,
+            dynamic_sampling_max_rounds: 3,
         }
     }
 }
