@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod support;
 
-use support::train::{final_weights, log_lines, run, run_ok, tiny_inputs, train_args};
+use support::train::{final_weights, log_lines, run, run_ok, tiny_inputs, train_args, Running};
 
 const STEPS: u64 = 5;
 
@@ -139,4 +139,28 @@ fn stopped_and_resumed_matches_an_uninterrupted_run() {
         );
         assert_eq!(dynamic_steps(&reference), dynamic_steps(&out), "k={k}");
     }
+}
+
+/// Ctrl-C (a real SIGINT) while step 3 trains with a batch ahead being generated (staleness 1):
+/// the resumed run ends with the uninterrupted run's weights and per-step log.
+#[test]
+fn ctrl_c_mid_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = tiny_inputs(tmp.path());
+    let reference = tmp.path().join("reference");
+    run_ok(&dynamic_args(&model, &data, &reference, 1, 3));
+    let out = tmp.path().join("run");
+    let mut args = dynamic_args(&model, &data, &out, 1, 3);
+    args.extend(["--hold-at".to_string(), "train:3".to_string()]);
+    let mut running = Running::start(&args);
+    running.wait_for_line("holding at");
+    running.interrupt();
+    let end = running.wait();
+    assert_eq!(end.status.code(), Some(130), "{}", end.stderr);
+    run_ok(&["train".into(), "--resume".into(), out.display().to_string()]);
+    assert!(
+        final_weights(&reference) == final_weights(&out),
+        "the resumed run's final weights differ from the uninterrupted run's"
+    );
+    assert_eq!(dynamic_steps(&reference), dynamic_steps(&out));
 }
