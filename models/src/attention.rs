@@ -128,13 +128,33 @@ pub(crate) fn causal_kernel_attention(
     seq_len: usize,
     grad: bool,
 ) -> Result<AttnParts> {
-    let grouped = Grouped::new(q, k, v)?;
-    let scores = grouped.scores()?.contiguous()?;
-    let op = Op(CausalSoftmax {
+    let op = square_op(lengths, seq_len, q.dim(3)?);
+    kernel_attention(q, k, v, op, grad)
+}
+
+/// The square causal kernel of right-padded rows, for head size `head_dim`.
+fn square_op(lengths: &[usize], seq_len: usize, head_dim: usize) -> CausalSoftmax {
+    CausalSoftmax {
         lengths: lengths.to_vec(),
         seq_len,
-        scale: grouped.scale(),
-    });
+        scale: 1.0 / (head_dim as f64).sqrt(),
+        queries: None,
+    }
+}
+
+/// Attention of q `[b, s_q, n_heads, d]` over k, v `[b, s_k, n_kv, d]` with the CPU softmax
+/// kernel `op` (mask, scale and softmax in one pass). `grad`: record the autograd graph through
+/// the kernel.
+pub(crate) fn kernel_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    op: CausalSoftmax,
+    grad: bool,
+) -> Result<AttnParts> {
+    let grouped = Grouped::new(q, k, v)?;
+    let scores = grouped.scores()?.contiguous()?;
+    let op = Op(op);
     let probs = if grad {
         scores.apply_op1(op)?
     } else {
@@ -158,14 +178,21 @@ pub(crate) fn causal_kernel_attention_bwd(
     lengths: &[usize],
     seq_len: usize,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (b, s, n_heads, d) = d_out.dims4()?;
+    let op = square_op(lengths, seq_len, d_out.dim(3)?);
+    kernel_attention_bwd(parts, d_out, &op)
+}
+
+/// Backward of [`kernel_attention`] with the same `op`, given the output gradient
+/// `[b, s_q, n_heads, d]`: gradients of q `[b, s_q, n_heads, d]`, k and v `[b, s_k, n_kv, d]`
+/// (contiguous).
+pub(crate) fn kernel_attention_bwd(
+    parts: &AttnParts,
+    d_out: &Tensor,
+    op: &CausalSoftmax,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, s_q, n_heads, d) = d_out.dims4()?;
     let n_kv = parts.k.dim(1)?;
     let group = n_heads / n_kv;
-    let op = CausalSoftmax {
-        lengths: lengths.to_vec(),
-        seq_len,
-        scale: 1.0 / (d as f64).sqrt(),
-    };
     let probs = match &parts.probs {
         Some(p) => p.clone(),
         // The forward's kernel on the same operands: the same probabilities, bit for bit.
@@ -178,16 +205,16 @@ pub(crate) fn causal_kernel_attention_bwd(
     let d_o = d_out
         .transpose(1, 2)?
         .contiguous()?
-        .reshape((b, n_kv, group * s, d))?;
+        .reshape((b, n_kv, group * s_q, d))?;
     let d_p = d_o.matmul(&parts.v.t()?)?;
     let d_v = probs.t()?.matmul(&d_o)?;
-    let d_s = causal_softmax_backward(&probs, &d_p, &op)?;
+    let d_s = causal_softmax_backward(&probs, &d_p, op)?;
     drop((probs, d_p));
     let d_q = d_s.matmul(&parts.k)?;
     let d_k = d_s.t()?.matmul(&parts.q)?;
     let back = |t: Tensor| t.transpose(1, 2)?.contiguous();
     Ok((
-        back(d_q.reshape((b, n_heads, s, d))?)?,
+        back(d_q.reshape((b, n_heads, s_q, d))?)?,
         back(d_k)?,
         back(d_v)?,
     ))

@@ -17,6 +17,7 @@ pub mod logprobs;
 pub mod model;
 pub mod op_count;
 pub mod ops;
+pub mod packed;
 pub mod peft;
 pub mod rng;
 pub mod rowstats;
@@ -32,6 +33,7 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
 pub use loaded::{load, load_source, save_hf_dir, save_hf_dir_with, LoadOptions, LoadedModel};
 pub use model::{Batch, Forward, Grad, Hidden, Model, Numerics};
+pub use packed::{PackedLayout, PackedUnit};
 pub use source::{resolve, ModelSource, ResolveOptions, Resolved, DEFAULT_MODEL_ID};
 pub use tokenizer::{ChatMessage, TextTokenizer};
 

@@ -79,11 +79,16 @@ impl DeviceSampler {
         let tempered = draws
             .iter()
             .any(|d| d.inv_temperature != 0.0 && d.inv_temperature != 1.0);
+        // One upload: uniform, 1 / T and the greedy flag of each row (a scalar compared or
+        // clamped on the device would be one more upload each in candle).
         let host: Vec<f64> = draws
             .iter()
-            .flat_map(|d| [d.uniform, d.inv_temperature])
+            .flat_map(|d| {
+                let greedy = if d.inv_temperature == 0.0 { 1.0 } else { 0.0 };
+                [d.uniform, d.inv_temperature, greedy]
+            })
             .collect();
-        let params = Tensor::from_vec(host, (n, 2), &device)?;
+        let params = Tensor::from_vec(host, (n, 3), &device)?;
         let (uniform, inv_t) = (params.narrow(1, 0, 1)?, params.narrow(1, 1, 1)?);
         let stats = row_stats(logits, vocab)?;
         let greedy_token = if any_greedy {
@@ -102,7 +107,7 @@ impl DeviceSampler {
                 let (token, lp) = self.draw(&stats, &uniform, &inv_t, tempered, vocab)?;
                 match &greedy_token {
                     Some(g) => {
-                        let is_greedy = inv_t.eq(0.0)?;
+                        let is_greedy = params.narrow(1, 2, 1)?.to_dtype(DType::U8)?;
                         (
                             is_greedy.where_cond(g, &token)?,
                             is_greedy.where_cond(&lp.zeros_like()?, &lp)?,
@@ -163,7 +168,7 @@ impl DeviceSampler {
             .matmul(self.triangle(BLOCK, weights.device())?)?
             .broadcast_add(&before)?;
         let offset = count_le(&inside, &target, BLOCK)?;
-        let token = (block * BLOCK as f64 + offset)?.minimum((vocab - 1) as f64)?;
+        let token = at_most(&(block * BLOCK as f64 + offset)?, (vocab - 1) as f64)?;
         // log p_T(token) = shifted(token) · inv_t − ln Σ exp(shifted · inv_t).
         let lp = (logit_at(&stats.shifted, &token)? * inv_t)? - total.log()?;
         Ok((token, lp?))
@@ -218,12 +223,20 @@ fn row_stats(logits: &Tensor, vocab: usize) -> Result<RowStats> {
 }
 
 /// How many entries of each row of `cum` (`[n, m]`, ascending) are ≤ `target` (`[n, 1]`),
-/// at most `m − 1`: `[n, 1]` f64.
+/// at most `m − 1` (the last entry is not compared): `[n, 1]` f64.
 fn count_le(cum: &Tensor, target: &Tensor, m: usize) -> Result<Tensor> {
-    cum.broadcast_le(target)?
+    if m == 1 {
+        return target.zeros_like();
+    }
+    cum.narrow(1, 0, m - 1)?
+        .broadcast_le(target)?
         .to_dtype(DType::F64)?
-        .sum_keepdim(D::Minus1)?
-        .minimum((m - 1) as f64)
+        .sum_keepdim(D::Minus1)
+}
+
+/// min(x, limit) with unary ops only: limit − relu(limit − x).
+fn at_most(x: &Tensor, limit: f64) -> Result<Tensor> {
+    x.affine(-1.0, limit)?.relu()?.affine(-1.0, limit)
 }
 
 /// `shifted[row, token[row]]` as `[n, 1]` f64 (`token`: `[n, 1]` f64 ids).
@@ -231,4 +244,67 @@ fn logit_at(shifted: &Tensor, token: &Tensor) -> Result<Tensor> {
     shifted
         .gather(&token.to_dtype(DType::U32)?, 1)?
         .to_dtype(DType::F64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeqRng;
+    use crate::sampler::{sample, SamplingParams};
+
+    /// A vocabulary that is not a whole number of blocks (padding), greedy and tempered rows in
+    /// one batch, and uniforms at the ends of [0, 1): the host sampler's tokens and values.
+    #[test]
+    fn mixed_rows_and_a_padded_vocabulary_match_the_host() {
+        let (rows, vocab) = (12usize, 300usize);
+        let values: Vec<f32> = (0..rows * vocab)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 9.0)
+            .collect();
+        let logits = Tensor::from_vec(values.clone(), (rows, vocab), &Device::Cpu).unwrap();
+        let temperatures = [0.0f32, 1.0, 0.5, 1.7];
+        for round in 0..20u64 {
+            let mut rngs: Vec<SeqRng> = (0..rows).map(|r| SeqRng::new(round, r as u64)).collect();
+            let params: Vec<SamplingParams> = (0..rows)
+                .map(|r| SamplingParams {
+                    temperature: temperatures[r % 4],
+                    ..Default::default()
+                })
+                .collect();
+            let draws: Vec<DeviceDraw> = (0..rows)
+                .map(|r| {
+                    let t = params[r].temperature as f64;
+                    let mut uniform = rngs[r].clone().uniform();
+                    if round == 0 {
+                        uniform = if r % 2 == 0 { 0.0 } else { 1.0 - 1e-12 };
+                    }
+                    DeviceDraw {
+                        inv_temperature: if t == 0.0 { 0.0 } else { 1.0 / t },
+                        uniform,
+                    }
+                })
+                .collect();
+            let got = DeviceSampler::new().sample(&logits, &draws).unwrap();
+            let per_row = values.chunks(vocab).zip(&params).zip(&mut rngs);
+            for (r, ((row, p), rng)) in per_row.enumerate() {
+                if round == 0 && p.temperature != 0.0 {
+                    continue;
+                }
+                let host = sample(row, p, rng);
+                let dev = &got[r];
+                assert_eq!(host.token, dev.token, "round {round} row {r}");
+                assert!((host.sampling_logprob - dev.sampling_logprob).abs() < 1e-5);
+                assert!((host.raw_logprob - dev.raw_logprob).abs() < 1e-5);
+                assert!((host.entropy - dev.entropy).abs() < 1e-5);
+            }
+            if round == 0 {
+                // u = 0 draws the first token with weight; u → 1 the last one.
+                for (r, c) in got.iter().enumerate().filter(|(r, _)| r % 4 != 0) {
+                    assert!(c.token < vocab as u32);
+                    if r % 2 == 0 {
+                        assert_eq!(c.token, 0, "row {r}");
+                    }
+                }
+            }
+        }
+    }
 }

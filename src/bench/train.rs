@@ -21,6 +21,19 @@ pub struct TrainBenchArgs {
     pub micro_batch_tokens: Option<usize>,
     #[arg(long, default_value_t = 2)]
     pub iters: usize,
+    /// A GRPO-shaped batch: groups of this many completions of one prompt (only completion
+    /// tokens are targets). Without it: rows of random tokens.
+    #[arg(long)]
+    pub group: Option<usize>,
+    /// With --group: tokens of each group's prompt.
+    #[arg(long, default_value_t = 150)]
+    pub prompt_tokens: usize,
+    /// With --group: tokens of each completion.
+    #[arg(long, default_value_t = 200)]
+    pub completion_tokens: usize,
+    /// With --group: the packed layout (each prompt once) or one row per completion.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub share_prompt: bool,
     /// Train LoRA adapters of this rank (base frozen) instead of every weight.
     #[arg(long)]
     pub lora_rank: Option<usize>,
@@ -48,12 +61,19 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             seed: 0,
         })?;
     }
+    let shape = args.group.map(|group| rlvr_trainer::GroupShape {
+        group,
+        prompt_tokens: args.prompt_tokens,
+        completion_tokens: args.completion_tokens,
+        share_prompt: args.share_prompt,
+    });
     let report = rlvr_trainer::bench_train(
         &model,
         args.batch_tokens,
         args.micro_batch_tokens,
         args.recompute_every,
         args.iters,
+        shape,
     )?;
     let mut line = serde_json::to_value(&report)?;
     if let Value::Object(fields) = &mut line {

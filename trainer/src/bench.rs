@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 use crate::rng::SplitMix64;
-use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows, RowsForward};
+use crate::trainer::{accumulate_grads, micro_grads, train_forward_rows, MicroRows, RowsForward};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -46,6 +46,75 @@ pub struct BenchReport {
     /// Of the Magma step: the alignment (cosine) computation.
     pub magma_overhead_ms: f64,
     pub skip_update_step_ms: f64,
+    /// The GRPO-shaped batch, when one was asked for (else rows of random tokens, every token
+    /// after the first a target).
+    pub group_shape: Option<GroupShape>,
+}
+
+/// A GRPO-shaped batch: groups of `group` rows, each its group's prompt of `prompt_tokens` then
+/// a completion of `completion_tokens` (only completion tokens are targets, as in training),
+/// laid out packed (`share_prompt`) or as one row per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GroupShape {
+    pub group: usize,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub share_prompt: bool,
+}
+
+/// The benchmark's rows, where each row's targets start, and the layout.
+struct BenchBatch {
+    rows: Vec<Vec<u32>>,
+    prompt_lens: Vec<usize>,
+    share_prompt: bool,
+}
+
+impl BenchBatch {
+    /// About `batch_tokens` random tokens: rows of up to 256 tokens (every token after the first
+    /// a target), or whole groups of `shape` (at least one).
+    fn new(model: &Model, batch_tokens: usize, shape: Option<GroupShape>) -> Self {
+        let vocab = model.config.vocab_size;
+        let Some(shape) = shape else {
+            let seq_len = batch_tokens
+                .clamp(2, 256)
+                .min(model.config.max_position_embeddings.max(2));
+            let rows = random_rows(vocab, (batch_tokens / seq_len).max(1), seq_len, 7);
+            return Self {
+                prompt_lens: vec![1; rows.len()],
+                rows,
+                share_prompt: false,
+            };
+        };
+        let (p, c, g) = (
+            shape.prompt_tokens.max(1),
+            shape.completion_tokens,
+            shape.group.max(1),
+        );
+        let n_groups = (batch_tokens / (g * (p + c)).max(1)).max(1);
+        let mut rows = Vec::with_capacity(n_groups * g);
+        for (i, prompt) in random_rows(vocab, n_groups, p, 7).into_iter().enumerate() {
+            for completion in random_rows(vocab, g, c, 100 + i as u64) {
+                rows.push([prompt.as_slice(), &completion].concat());
+            }
+        }
+        Self {
+            prompt_lens: vec![p; rows.len()],
+            rows,
+            share_prompt: shape.share_prompt,
+        }
+    }
+
+    fn tokens(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+
+    fn targets(&self) -> usize {
+        self.rows
+            .iter()
+            .zip(&self.prompt_lens)
+            .map(|(r, p)| r.len() - p)
+            .sum()
+    }
 }
 
 impl BenchReport {
@@ -55,30 +124,29 @@ impl BenchReport {
 }
 
 /// Measure forward+backward and optimizer steps on a batch of about `batch_tokens` random tokens
-/// in rows of up to 256 tokens, averaged over `iters` runs after one warm-up. With
-/// `micro_batch_tokens`, the forward/backward runs over micro-batches of that many tokens (at
-/// least one row) and sums their gradients, as the trainer does.
+/// in rows of up to 256 tokens, or in groups of `shape`, averaged over `iters` runs after one
+/// warm-up. With `micro_batch_tokens`, the forward/backward runs over micro-batches of that many
+/// tokens (at least one row) and sums their gradients, as the trainer does.
 pub fn bench_train(
     model: &Model,
     batch_tokens: usize,
     micro_batch_tokens: Option<usize>,
     recompute_every: Option<usize>,
     iters: usize,
+    shape: Option<GroupShape>,
 ) -> Result<BenchReport> {
     let iters = iters.max(1);
-    let seq_len = batch_tokens
-        .clamp(2, 256)
-        .min(model.config.max_position_embeddings.max(2));
-    let rows_n = (batch_tokens / seq_len).max(1);
-    let rows = random_rows(model.config.vocab_size, rows_n, seq_len);
+    let batch = BenchBatch::new(model, batch_tokens, shape);
+    let rows_n = batch.rows.len();
+    let seq_len = batch.rows.iter().map(Vec::len).max().unwrap_or(1);
     let dev = model.device().clone();
-    // Every position after the first is a target, through the trainer's own path (hidden
-    // states → LM head on the target positions → fused log-prob).
+    // The targets go through the trainer's own path (hidden states → LM head on the target
+    // positions → fused log-prob).
     let micro_rows = micro_batch_tokens
         .map_or(rows_n, |t| (t / seq_len).max(1))
         .min(rows_n);
     device_mem::reset_peak(&dev);
-    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &rows, (micro_rows, recompute_every), iters)?;
+    let (grads, fwd_bwd_s) = time_fwd_bwd(model, &batch, (micro_rows, recompute_every), iters)?;
     let fwd_bwd_peak_mb = device_mem::peak_mib(&dev);
 
     let params: Vec<(String, candle_core::Var)> = model
@@ -89,7 +157,7 @@ pub fn bench_train(
     let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
     let (magma_ms, magma_overhead) = time_optimizer(&params, &grads, OptimizerKind::Magma, iters)?;
     let (skip_ms, _) = time_optimizer(&params, &grads, OptimizerKind::SkipUpdate, iters)?;
-    let tokens = rows_n * seq_len;
+    let tokens = batch.tokens();
     Ok(BenchReport {
         device: format!("{:?}", dev.location()),
         dtype: format!("{:?}", model.dtype()),
@@ -111,12 +179,13 @@ pub fn bench_train(
         magma_step_ms: magma_ms,
         magma_overhead_ms: magma_overhead,
         skip_update_step_ms: skip_ms,
+        group_shape: shape,
     })
 }
 
-/// `n` rows of `len` tokens drawn uniformly from the vocabulary (fixed seed).
-fn random_rows(vocab: usize, n: usize, len: usize) -> Vec<Vec<u32>> {
-    let mut rng = SplitMix64::new(7);
+/// `n` rows of `len` tokens drawn uniformly from the vocabulary.
+fn random_rows(vocab: usize, n: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|_| (0..len).map(|_| rng.below(vocab) as u32).collect())
         .collect()
@@ -133,18 +202,18 @@ fn sync(grads: &[Option<Tensor>]) -> Result<()> {
 /// Seconds per forward+backward after one warm-up, and the last gradients.
 fn time_fwd_bwd(
     model: &Model,
-    rows: &[Vec<u32>],
+    batch: &BenchBatch,
     micro_rows: (usize, Option<usize>),
     iters: usize,
 ) -> Result<(Vec<Option<Tensor>>, f64)> {
-    let grads = summed_grads(model, rows, micro_rows)?;
+    let grads = summed_grads(model, batch, micro_rows)?;
     sync(&grads)?;
     drop(grads);
     let timer = Instant::now();
     let mut grads = Vec::new();
     for _ in 0..iters {
         drop(grads);
-        grads = summed_grads(model, rows, micro_rows)?;
+        grads = summed_grads(model, batch, micro_rows)?;
         sync(&grads)?;
     }
     Ok((grads, timer.elapsed().as_secs_f64() / iters as f64))
@@ -179,24 +248,28 @@ fn time_optimizer(
     ))
 }
 
-/// Gradient of the mean negative log-likelihood of `rows` (every token after the first is a
-/// target), summed over micro-batches of `micro_rows` rows in f32.
+/// Gradient of the mean negative log-likelihood of the batch's targets, summed over
+/// micro-batches of `micro_rows` rows in f32.
 fn summed_grads(
     model: &Model,
-    rows: &[Vec<u32>],
+    batch: &BenchBatch,
     (micro_rows, recompute_every): (usize, Option<usize>),
 ) -> Result<Vec<Option<Tensor>>> {
-    let targets: usize = rows.iter().map(|r| r.len().saturating_sub(1)).sum();
+    let targets = batch.targets();
     let mut acc: Vec<Option<Tensor>> = vec![None; model.trainable().len()];
     let opts = RowsForward {
-        pad_id: 0,
         temperature: 1.0,
         keep_entropy: false,
         recompute_every,
     };
-    for chunk in rows.chunks(micro_rows.max(1)) {
-        let prompt_lens = vec![1; chunk.len()];
-        let fwd = train_forward_rows(model, chunk, &prompt_lens, opts, &[])?;
+    let micro_rows = micro_rows.max(1);
+    for (chunk, prompt_lens) in batch
+        .rows
+        .chunks(micro_rows)
+        .zip(batch.prompt_lens.chunks(micro_rows))
+    {
+        let rows = MicroRows::new(chunk.to_vec(), prompt_lens.to_vec(), 0, batch.share_prompt)?;
+        let fwd = train_forward_rows(model, &rows, opts, &[])?;
         let loss = (fwd.l_theta.sum_all()?.neg()? / targets.max(1) as f64)?;
         accumulate_grads(&mut acc, micro_grads(model, fwd, &loss)?)?;
     }
@@ -213,7 +286,7 @@ mod tests {
     fn bench_runs_and_leaves_weights_unchanged() {
         let model = tiny_model(3);
         let before = weight_bits(&model);
-        let r = bench_train(&model, 64, None, None, 1).unwrap();
+        let r = bench_train(&model, 64, None, None, 1, None).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
         assert!(r.skip_update_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
@@ -228,8 +301,13 @@ mod tests {
         let rows: Vec<Vec<u32>> = (0..6u32)
             .map(|r| (0..9u32).map(|t| (r * 7 + t * 3) % 30 + 1).collect())
             .collect();
-        let full = summed_grads(&model, &rows, (6, None)).unwrap();
-        let micro = summed_grads(&model, &rows, (4, Some(1))).unwrap();
+        let batch = BenchBatch {
+            prompt_lens: vec![1; rows.len()],
+            rows,
+            share_prompt: false,
+        };
+        let full = summed_grads(&model, &batch, (6, None)).unwrap();
+        let micro = summed_grads(&model, &batch, (4, Some(1))).unwrap();
         let mut compared = 0;
         for (a, b) in full.iter().zip(&micro) {
             if let (Some(a), Some(b)) = (a, b) {
@@ -239,7 +317,38 @@ mod tests {
             }
         }
         assert_eq!(compared, model.vars().len());
-        let r = bench_train(&model, 64, Some(16), Some(2), 1).unwrap();
+        let r = bench_train(&model, 64, Some(16), Some(2), 1, None).unwrap();
         assert!(r.micro_batch_rows >= 1 && r.micro_batch_rows <= r.rows);
+    }
+
+    /// The GRPO-shaped batch: its packed layout gives the unshared gradient (groups split across
+    /// micro-batches too), and the benchmark reports the shape.
+    #[test]
+    fn grouped_batch_shares_prompts_with_the_same_gradient() {
+        let model = tiny_model(5);
+        let shape = |share_prompt| GroupShape {
+            group: 4,
+            prompt_tokens: 6,
+            completion_tokens: 5,
+            share_prompt,
+        };
+        let batch = |share| BenchBatch::new(&model, 100, Some(shape(share)));
+        assert_eq!(batch(true).rows.len(), 8);
+        assert_eq!(batch(true).targets(), 40);
+        let base = summed_grads(&model, &batch(false), (8, None)).unwrap();
+        for micro in [8, 4, 3] {
+            let shared = summed_grads(&model, &batch(true), (micro, None)).unwrap();
+            for (a, b) in shared.iter().zip(&base) {
+                let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+                let (d, scale) = (max_abs_diff(a, b), max_abs(b));
+                assert!(
+                    d <= 1e-5 * scale.max(1e-3),
+                    "micro {micro}: diff {d} (scale {scale})"
+                );
+            }
+        }
+        let r = bench_train(&model, 100, None, None, 1, Some(shape(true))).unwrap();
+        assert_eq!((r.rows, r.seq_len, r.batch_tokens), (8, 11, 88));
+        assert_eq!(r.group_shape, Some(shape(true)));
     }
 }

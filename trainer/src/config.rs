@@ -74,6 +74,10 @@ pub struct TrainerConfig {
     /// neither a KL nor an entropy term is on (their gradient is exactly zero); their tokens stay
     /// in the loss's denominators, so the gradient is bit for bit the one without skipping.
     pub skip_zero_advantage: bool,
+    /// Train on the packed layout: each group's prompt computed once, then its completions
+    /// (attending to the prompt and to themselves); micro-batches keep groups whole where they
+    /// fit. Off: every sample is its own row `prompt + completion`.
+    pub share_prompt: bool,
 }
 
 impl Default for TrainerConfig {
@@ -105,6 +109,7 @@ impl Default for TrainerConfig {
             recompute_activations: false,
             recompute_every: 1,
             skip_zero_advantage: true,
+            share_prompt: true,
         }
     }
 }

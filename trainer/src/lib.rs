@@ -30,7 +30,7 @@ pub mod trainer;
 pub(crate) mod test_util;
 
 pub use advantage::AdvantageMode;
-pub use bench::{bench_train, BenchReport};
+pub use bench::{bench_train, BenchReport, GroupShape};
 pub use checkpoint::{
     human_bytes, latest_checkpoint, list_checkpoints, remove_stale_temporaries, set_aside_damaged,
     verify_checkpoint, Restored, Verified,

@@ -10,6 +10,7 @@ mod forward;
 mod metrics;
 mod minibatch;
 mod prepare;
+mod rows;
 mod support;
 
 use std::ops::{Deref, Range};
@@ -29,6 +30,8 @@ use crate::rng::SplitMix64;
 pub(crate) use forward::{accumulate_grads, micro_grads, train_forward_rows, RowsForward};
 use metrics::StepTotals;
 pub use metrics::{StepMetrics, Timings};
+use prepare::Seq;
+pub(crate) use rows::MicroRows;
 
 /// The RL trainer. It shares the model's `Var`s: optimizer steps are visible to every holder of
 /// the model (the runtime) at once.
@@ -177,6 +180,13 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         Ok(metrics)
     }
 
+    /// The micro-batches of mini-batch `mb` (the same for the no-grad forwards and training, so
+    /// that with unchanged weights the ratio is exactly 1).
+    pub(crate) fn micro_batches(&self, seqs: &[Seq], mb: &Range<usize>) -> Vec<Range<usize>> {
+        let cfg = &self.config;
+        micro_batches(seqs, mb, cfg.micro_batch_size, cfg.share_prompt)
+    }
+
     /// One optimizer step under the write lock; a taken step bumps the policy version.
     fn optimizer_step(&mut self, grads: &[Option<Tensor>]) -> Result<OptimStats> {
         let _w = Self::write_lock(&self.weight_lock);
@@ -188,12 +198,33 @@ impl<M: Deref<Target = Model>> Trainer<M> {
     }
 }
 
-/// `r` cut into consecutive ranges of `size` (the last may be shorter).
-fn micro_batches(r: &Range<usize>, size: usize) -> Vec<Range<usize>> {
+/// The micro-batches of the sequences `r` of `seqs`: consecutive ranges of at most `size`.
+/// Unshared, cut every `size` sequences; with shared prompts (`by_group`), whole groups are kept
+/// together where they fit, and a group larger than `size` is split by whole completions.
+fn micro_batches(seqs: &[Seq], r: &Range<usize>, size: usize, by_group: bool) -> Vec<Range<usize>> {
+    let size = size.max(1);
     let mut out = Vec::new();
     let mut start = r.start;
+    if by_group {
+        let mut g = r.start;
+        while g < r.end {
+            let ge = (g..r.end)
+                .find(|&i| seqs[i].group != seqs[g].group)
+                .unwrap_or(r.end);
+            // The current micro-batch is start..g; close it if this group does not fit.
+            if ge - start > size && g > start {
+                out.push(start..g);
+                start = g;
+            }
+            while ge - start > size {
+                out.push(start..start + size);
+                start += size;
+            }
+            g = ge;
+        }
+    }
     while start < r.end {
-        let end = (start + size.max(1)).min(r.end);
+        let end = (start + size).min(r.end);
         out.push(start..end);
         start = end;
     }
@@ -204,6 +235,8 @@ fn micro_batches(r: &Range<usize>, size: usize) -> Vec<Range<usize>> {
 mod lora_tests;
 #[cfg(test)]
 mod mask_tests;
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 mod skip_tests;
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::kernels::rms_norm::rms_norm_backward;
 use crate::kernels::rope::rope_backward;
 use crate::kernels::swiglu::swiglu_backward;
 use crate::ops::{bias_grad, linear_dw, linear_dx, rms_norm_train, swiglu_train};
+use crate::packed::attention::{packed_kernel_attention_bwd, PackedIndex};
 
 type Result2 = candle_core::Result<Tensor>;
 
@@ -46,6 +47,8 @@ pub struct HiddenTape {
     pub(super) recompute_every: Option<usize>,
     pub(super) checkpoints: Vec<Tensor>,
     pub(super) x_final: Option<Tensor>,
+    /// The packed layout's attention indices (`None`: right-padded rows).
+    pub(super) packed: Option<PackedIndex>,
 }
 
 impl HiddenTape {
@@ -70,6 +73,7 @@ impl HiddenTape {
             recompute_every,
             checkpoints: Vec::new(),
             x_final: None,
+            packed: None,
         }
     }
 
@@ -108,6 +112,7 @@ pub(super) struct LayerBackward<'a> {
     sin: &'a Tensor,
     lengths: &'a [usize],
     seq_len: usize,
+    packed: Option<&'a PackedIndex>,
 }
 
 impl Model {
@@ -162,6 +167,7 @@ impl Model {
             sin: &sin,
             lengths: &tape.lengths,
             seq_len: s,
+            packed: tape.packed.as_ref(),
         };
         let n = self.layers.len();
         let k = tape.recompute_every.unwrap_or(n).max(1);
@@ -207,6 +213,11 @@ impl LayerBackward<'_> {
 
     pub(super) fn lengths(&self) -> (&[usize], usize) {
         (self.lengths, self.seq_len)
+    }
+
+    /// The packed layout's attention indices (`None`: right-padded rows).
+    pub(super) fn packed(&self) -> Option<&PackedIndex> {
+        self.packed
     }
 
     /// Store a base weight's gradient, computed only when the base trains.
@@ -279,7 +290,10 @@ impl LayerBackward<'_> {
             self.set_grad(ob, || bias_grad(d_mid))?;
         }
         let d_a = self.proj(l, O, &t.a, d_mid)?.reshape((b, s, nh, hd))?;
-        let (d_q, d_k, d_v) = causal_kernel_attention_bwd(&t.attn, &d_a, self.lengths, s)?;
+        let (d_q, d_k, d_v) = match self.packed {
+            Some(index) => packed_kernel_attention_bwd(&t.attn, &d_a, index)?,
+            None => causal_kernel_attention_bwd(&t.attn, &d_a, self.lengths, s)?,
+        };
         drop(d_a);
         let d_q = rope_backward(&d_q, self.cos, self.sin)?;
         let d_k = rope_backward(&d_k, self.cos, self.sin)?;

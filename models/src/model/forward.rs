@@ -9,6 +9,8 @@ use super::{pad_batch, LayerParams, Model};
 use crate::attention::{causal_kernel_attention, Attention, AttnParts, CausalAttention};
 use crate::error::{CandleContext, ModelError, Result};
 use crate::ops::{linear, linear_train, rms_norm_train, rope_train, swiglu_train};
+use crate::packed::attention::{packed_kernel_attention, PackedAttention, PackedIndex};
+use crate::packed::PackedLayout;
 
 /// Which kernels a forward runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,9 @@ pub enum Batch<'a> {
     /// Right-padded rows of token ids, each from position 0 (no cache), under the model's own
     /// causal attention over each row's real length.
     Padded { rows: &'a [Vec<u32>], pad_id: u32 },
+    /// The packed layout of groups (each prompt once, then its completions): one stream at the
+    /// layout's positions, under its prefix-sharing causal attention.
+    Packed { layout: &'a PackedLayout },
     /// Token ids `[b, s]` at `positions` `[b, s]`, with attention injected (e.g. the runtime's
     /// paged attention over its KV cache).
     Injected {
@@ -126,6 +131,10 @@ pub enum Batch<'a> {
 impl<'a> Batch<'a> {
     pub fn padded(rows: &'a [Vec<u32>], pad_id: u32) -> Self {
         Batch::Padded { rows, pad_id }
+    }
+
+    pub fn packed(layout: &'a PackedLayout) -> Self {
+        Batch::Packed { layout }
     }
 
     pub fn injected(ids: &'a Tensor, positions: &'a Tensor, attn: &'a mut dyn Attention) -> Self {
@@ -184,6 +193,7 @@ impl Model {
                 Ok(Hidden { states, tape: None })
             }
             Batch::Padded { rows, pad_id } => self.hidden_padded(rows, pad_id, fwd),
+            Batch::Packed { layout } => self.hidden_packed(layout, fwd),
         }
     }
 
@@ -216,7 +226,7 @@ impl Model {
         linear(hidden, &self.weight(self.lm_head, false), None).ctx(|| "lm head".to_string())
     }
 
-    fn hidden_padded(&self, rows: &[Vec<u32>], pad_id: u32, fwd: Forward) -> Result<Hidden> {
+    fn check_tape(&self, fwd: Forward) -> Result<()> {
         if fwd.grad == Grad::Tape && !self.supports_taped_backward() {
             return Err(invalid(format!(
                 "the hand-written backward needs a CPU f32/f64 model, not {:?} {:?}",
@@ -224,6 +234,27 @@ impl Model {
                 self.dtype
             )));
         }
+        Ok(())
+    }
+
+    fn hidden_packed(&self, layout: &PackedLayout, fwd: Forward) -> Result<Hidden> {
+        self.check_tape(fwd)?;
+        let t = layout.len();
+        let ids = Tensor::from_slice(layout.ids(), (1, t), &self.device)?;
+        let pos = Tensor::from_slice(layout.positions(), (1, t), &self.device)?;
+        let index = PackedIndex::new(layout, &self.device)?;
+        let mut tape = (fwd.grad == Grad::Tape).then(|| {
+            let mut tape = HiddenTape::new(vec![t], t, self.layers.len(), fwd.recompute_every);
+            tape.packed = Some(index.clone());
+            tape
+        });
+        let mut attn = PackedAttention::new(index, fwd.numerics == Numerics::Fused);
+        let states = self.run(&ids, &pos, &mut attn, fwd, tape.as_mut())?;
+        Ok(Hidden { states, tape })
+    }
+
+    fn hidden_padded(&self, rows: &[Vec<u32>], pad_id: u32, fwd: Forward) -> Result<Hidden> {
+        self.check_tape(fwd)?;
         let (ids, pos, lengths, seq_len) = pad_batch(rows, pad_id, &self.device)?;
         let mut attn = CausalAttention::new(&lengths, seq_len, self.dtype, &self.device)?;
         if fwd.numerics == Numerics::Fused {
@@ -425,7 +456,10 @@ impl Pass<'_> {
     ) -> candle_core::Result<(Tensor, Option<AttnParts>)> {
         match self.tape.as_deref() {
             Some(t) => {
-                let mut parts = causal_kernel_attention(q, k, v, &t.lengths, t.seq_len, false)?;
+                let mut parts = match &t.packed {
+                    Some(index) => packed_kernel_attention(q, k, v, index, false)?,
+                    None => causal_kernel_attention(q, k, v, &t.lengths, t.seq_len, false)?,
+                };
                 parts.probs = None;
                 Ok((parts.out.clone(), Some(parts)))
             }

@@ -25,6 +25,7 @@ impl Model {
         let (lengths, seq_len) = step.lengths();
         let (cos, sin) = step.cos_sin();
         let mut tape = HiddenTape::new(lengths.to_vec(), seq_len, range.len(), None);
+        tape.packed = step.packed().cloned();
         let mut pass = Pass {
             fwd: Forward::TRAIN_TAPED,
             cos: cos.clone(),

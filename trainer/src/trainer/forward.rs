@@ -15,9 +15,10 @@ use rlvr_models::logprobs::{
     target_stats_backward_in_place,
 };
 use rlvr_models::model::HiddenTape;
-use rlvr_models::{Batch, Forward, Model};
+use rlvr_models::{Forward, Model};
 
 use super::prepare::Seq;
+use super::rows::MicroRows;
 use super::support::Support;
 use crate::config::TrainerConfig;
 use crate::error::Result;
@@ -63,31 +64,10 @@ pub(crate) struct NoGradOut {
     pub entropies: Vec<Vec<f64>>,
 }
 
-/// Rows `[b*s]` indices of the positions that predict each completion token, and the targets.
-fn completion_index(
-    rows: &[Vec<u32>],
-    prompt_lens: &[usize],
-    seq_len: usize,
-) -> (Vec<u32>, Vec<u32>) {
-    let mut idx = Vec::new();
-    let mut targets = Vec::new();
-    for (b, (row, &prompt_len)) in rows.iter().zip(prompt_lens).enumerate() {
-        for (t, &tok) in row.iter().enumerate().skip(prompt_len) {
-            idx.push((b * seq_len + t - 1) as u32);
-            targets.push(tok);
-        }
-    }
-    (idx, targets)
-}
-
 /// Gather the hidden states `[b, s, h]` at the positions predicting the completion tokens.
-fn select_completion(
-    hidden: &Tensor,
-    rows: &[Vec<u32>],
-    prompt_lens: &[usize],
-) -> Result<Completion> {
+fn select_completion(hidden: &Tensor, rows: &MicroRows) -> Result<Completion> {
     let (b, s, h) = hidden.dims3()?;
-    let (idx, targets) = completion_index(rows, prompt_lens, s);
+    let (idx, targets) = rows.completion_index(s);
     let idx = Tensor::from_vec(idx, targets.len(), hidden.device())?;
     let hidden = hidden.reshape((b * s, h))?.index_select(&idx, 0)?;
     Ok(Completion {
@@ -98,27 +78,13 @@ fn select_completion(
     })
 }
 
-/// Logits `[N, V]` (f32) predicting the completion tokens (positions `prompt_lens[i]..` of
-/// `rows[i]`), and the `N` targets. The LM head runs only on those N positions, with the
-/// numerics and gradient of `fwd` (a Train-numerics forward without a graph gives the training
-/// values bit for bit).
-fn completion_logits_rows(
-    model: &Model,
-    rows: &[Vec<u32>],
-    prompt_lens: &[usize],
-    pad_id: u32,
-    fwd: Forward,
-) -> Result<(Tensor, Vec<u32>)> {
-    let hidden = model.hidden(Batch::padded(rows, pad_id), fwd)?.states;
-    let sel = select_completion(&hidden, rows, prompt_lens)?;
+/// Logits `[N, V]` (f32) predicting the completion tokens of `rows`, and the `N` targets. The
+/// LM head runs only on those N positions, with the numerics and gradient of `fwd` (a
+/// Train-numerics forward without a graph gives the training values bit for bit).
+fn completion_logits(model: &Model, rows: &MicroRows, fwd: Forward) -> Result<(Tensor, Vec<u32>)> {
+    let hidden = model.hidden(rows.batch(), fwd)?.states;
+    let sel = select_completion(&hidden, rows)?;
     Ok((model.logits(&sel.hidden, fwd)?, sel.targets))
-}
-
-/// The token rows and prompt lengths of a micro-batch of sequences.
-fn rows_of(seqs: &[Seq]) -> (Vec<Vec<u32>>, Vec<usize>) {
-    let rows = seqs.iter().map(|q| q.row.clone()).collect();
-    let prompt_lens = seqs.iter().map(|q| q.prompt_len).collect();
-    (rows, prompt_lens)
 }
 
 /// Each sequence's kept sets (empty where it was not sampled with truncation).
@@ -126,23 +92,17 @@ fn supports_of(seqs: &[Seq]) -> Vec<&[Vec<u32>]> {
     seqs.iter().map(|q| q.support.as_slice()).collect()
 }
 
-/// The truncation of the rows of `[N, V]` `logits` (`rows[i]` from `prompt_lens[i]`), if any.
+/// The truncation of the rows of `[N, V]` `logits` (the completion tokens of `rows`), if any.
 fn support_for(
     supports: &[&[Vec<u32>]],
-    rows: &[Vec<u32>],
-    prompt_lens: &[usize],
+    rows: &MicroRows,
     logits: &Tensor,
 ) -> Result<Option<Support>> {
     if supports.iter().all(|s| s.is_empty()) {
         return Ok(None);
     }
-    let targets: Vec<&[u32]> = rows
-        .iter()
-        .zip(prompt_lens)
-        .map(|(row, &p)| &row[p..])
-        .collect();
     let vocab = logits.dim(1)?;
-    Support::new(supports, &targets, vocab, logits.device())
+    Support::new(supports, &rows.completions(), vocab, logits.device())
 }
 
 fn split_per_seq(seqs: &[Seq], flat: Vec<f64>) -> Vec<Vec<f64>> {
@@ -163,8 +123,8 @@ pub(crate) fn proximal_forward(
     } else {
         Forward::TRAIN_NO_GRAD
     };
-    let (rows, prompt_lens) = rows_of(seqs);
-    let (sel, tgt) = completion_logits_rows(model, &rows, &prompt_lens, cfg.pad_id, fwd)?;
+    let rows = MicroRows::of(seqs, cfg)?;
+    let (sel, tgt) = completion_logits(model, &rows, fwd)?;
     let (l1, ent) = target_logprobs_entropy_host(&sel, &tgt, 1.0)?;
     let mut lt = if cfg.temperature == 1.0 {
         l1.clone()
@@ -172,7 +132,7 @@ pub(crate) fn proximal_forward(
         target_logprobs_entropy_host(&sel, &tgt, cfg.temperature)?.0
     };
     // ℓ at T under the sampler's truncation; p and H stay those of the full distribution.
-    if let Some(support) = support_for(&supports_of(seqs), &rows, &prompt_lens, &sel)? {
+    if let Some(support) = support_for(&supports_of(seqs), &rows, &sel)? {
         let (kept, target) = support.gather(&sel.detach())?;
         let truncated = support.logprobs(&kept, &target, cfg.temperature)?;
         support.merge_host(&mut lt, &truncated)?;
@@ -188,35 +148,31 @@ pub(crate) fn proximal_forward(
 /// The options of a training forward over rows.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RowsForward {
-    pub pad_id: u32,
     pub temperature: f64,
     pub keep_entropy: bool,
     /// Activation recomputation every k layers (the taped path only).
     pub recompute_every: Option<usize>,
 }
 
-/// Forward for training: ℓ_θ of the completion tokens (`prompt_lens[i]..` of `rows[i]`) from
-/// logits / T (renormalised over `supports[i]`'s kept sets where sampling truncated; empty
-/// `supports`: nowhere), and their entropies, autograd-capable. On the CPU the decoder runs
-/// taped for the hand-written backward (see [`micro_grads`]); elsewhere through candle's
-/// autograd.
+/// Forward for training: ℓ_θ of the completion tokens of `rows` from logits / T (renormalised
+/// over `supports[i]`'s kept sets where sampling truncated; empty `supports`: nowhere), and their
+/// entropies, autograd-capable. On the CPU the decoder runs taped for the hand-written backward
+/// (see [`micro_grads`]); elsewhere through candle's autograd.
 pub(crate) fn train_forward_rows(
     model: &Model,
-    rows: &[Vec<u32>],
-    prompt_lens: &[usize],
+    rows: &MicroRows,
     opts: RowsForward,
     supports: &[&[Vec<u32>]],
 ) -> Result<MicroOut> {
     let RowsForward {
-        pad_id,
         temperature,
         keep_entropy,
         recompute_every,
     } = opts;
     if !use_tape(model) {
-        let (sel, tgt) = completion_logits_rows(model, rows, prompt_lens, pad_id, Forward::TRAIN)?;
+        let (sel, tgt) = completion_logits(model, rows, Forward::TRAIN)?;
         let (mut l_theta, entropy) = target_logprobs_entropy(&sel, &tgt, temperature)?;
-        if let Some(support) = support_for(supports, rows, prompt_lens, &sel)? {
+        if let Some(support) = support_for(supports, rows, &sel)? {
             let (kept, target) = support.gather(&sel)?;
             let truncated = support.logprobs(&kept, &target, temperature)?;
             l_theta = support.merge(&l_theta, &truncated)?;
@@ -229,18 +185,18 @@ pub(crate) fn train_forward_rows(
     }
     let (hidden, tape) = model
         .hidden(
-            Batch::padded(rows, pad_id),
+            rows.batch(),
             Forward::TRAIN_TAPED.recomputing(recompute_every),
         )?
         .into_taped()?;
-    let completion = select_completion(&hidden, rows, prompt_lens)?;
+    let completion = select_completion(&hidden, rows)?;
     drop(hidden);
     // Detached LM head (as in the proximal pass, so values match bit for bit).
     let logits = model.logits(&completion.hidden, Forward::TRAIN_NO_GRAD)?;
     let stats = Var::from_tensor(&target_stats(&logits, &completion.targets, temperature)?)?;
     let mut l_theta = stats.as_tensor().narrow(1, 0, 1)?.squeeze(1)?;
     let entropy = stats.as_tensor().narrow(1, 1, 1)?.squeeze(1)?;
-    let truncated = match support_for(supports, rows, prompt_lens, &logits)? {
+    let truncated = match support_for(supports, rows, &logits)? {
         Some(support) => {
             let (kept, target) = support.gather(&logits)?;
             let (kept, target) = (Var::from_tensor(&kept)?, Var::from_tensor(&target)?);
@@ -271,14 +227,13 @@ pub(crate) fn train_forward(
     cfg: &TrainerConfig,
     keep_entropy: bool,
 ) -> Result<MicroOut> {
-    let (rows, prompt_lens) = rows_of(seqs);
+    let rows = MicroRows::of(seqs, cfg)?;
     let opts = RowsForward {
-        pad_id: cfg.pad_id,
         temperature: cfg.temperature,
         keep_entropy,
         recompute_every: cfg.recompute(),
     };
-    train_forward_rows(model, &rows, &prompt_lens, opts, &supports_of(seqs))
+    train_forward_rows(model, &rows, opts, &supports_of(seqs))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::*;
 use crate::loss::LossPreset;
 use crate::optim::OptimizerKind;
 use crate::test_util::*;
+use candle_core::{DType, Device};
 use rlvr_models::model::{LoraConfig, LoraTarget};
 use rlvr_models::testing::{f64_bits, max_abs_diff};
 use rlvr_models::Model;
@@ -163,4 +164,33 @@ fn recomputation_trains_bit_identically() {
         assert_eq!(run(Some(1)), plain, "lora {lora}");
         assert_eq!(run(Some(2)), plain, "lora {lora}");
     }
+}
+
+/// Half-precision weights under LoRA (bf16 is the CUDA default; candle's CPU matmul has no bf16,
+/// so f16 stands in here — the optimizer treats both alike): the frozen base stays 16-bit with no
+/// f32 master and no moments — the optimizer holds state for the adapters only (each with its f32
+/// master) — and training moves the adapters, not the base.
+#[test]
+fn a_half_precision_base_gets_no_optimizer_state() {
+    let mut model = Model::random(tiny_config(2, 16), 5, DType::F16, &Device::Cpu).unwrap();
+    model.attach_lora(lora_cfg(1)).unwrap();
+    let base = weight_bits(&model);
+    let adapters = adapter_bits(&model);
+    let mut tr = Trainer::new(&model, toy_config(OptimizerKind::AdamW, 2e-2)).unwrap();
+    let params = tr.optimizer().params();
+    assert_eq!(params.len(), 2 * 2 * 7, "state for the adapters only");
+    for p in params {
+        assert!(p.name.contains(".lora_"), "{} has optimizer state", p.name);
+        assert_eq!(p.var.dtype(), DType::F16);
+        assert_eq!(p.first_moment.dtype(), DType::F32);
+        assert!(p.master.as_ref().is_some_and(|m| m.dtype() == DType::F32));
+    }
+    assert!(model.named_vars().all(|(_, v)| v.dtype() == DType::F16));
+    let mut rng = crate::rng::SplitMix64::new(9);
+    for _ in 0..2 {
+        let groups = toy_rollouts_at(&model, 4, 8, &mut rng, 1.0, tr.policy_version());
+        assert!(tr.train_step(&groups).unwrap().loss.is_finite());
+    }
+    assert_eq!(weight_bits(&model), base, "a frozen f16 weight moved");
+    assert_ne!(adapter_bits(&model), adapters, "the adapters did not move");
 }

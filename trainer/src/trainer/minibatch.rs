@@ -12,7 +12,7 @@ use rlvr_models::Model;
 
 use super::forward::{accumulate_grads, micro_grads, train_forward, MicroOut};
 use super::prepare::{Prepared, Seq};
-use super::{micro_batches, Trainer};
+use super::Trainer;
 use crate::config::ProximalMode;
 use crate::correction::{IsWeight, MismatchAcc};
 use crate::error::Result;
@@ -61,7 +61,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
         // The optimizer's parameters are the model's trainable vars in order (Trainer::new).
         let mut grads: Vec<Option<Tensor>> = vec![None; self.optimizer.params().len()];
         let skip_zero_adv = self.skips_zero_advantage();
-        for micro in micro_batches(&mb, cfg.micro_batch_size) {
+        for micro in self.micro_batches(&prep.seqs, &mb) {
             let rel = (micro.start - mb.start)..(micro.end - mb.start);
             let agg: Vec<f64> = weights[rel].iter().flatten().copied().collect();
             if agg.iter().all(|x| *x == 0.0) {

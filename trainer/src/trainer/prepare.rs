@@ -11,7 +11,7 @@ use std::time::Instant;
 use rlvr_models::Model;
 
 use super::forward::proximal_forward;
-use super::{micro_batches, StepMetrics, Trainer};
+use super::{StepMetrics, Trainer};
 use crate::advantage::batch_advantages;
 use crate::config::{ProximalMode, TrainerConfig};
 use crate::correction::{is_weight, MismatchAcc, MismatchStats};
@@ -22,6 +22,8 @@ use crate::error::{Result, TrainerError};
 pub(crate) struct Seq {
     pub row: Vec<u32>,
     pub prompt_len: usize,
+    /// The caller's index of the sample's group.
+    pub group: usize,
     pub advantage: f64,
     pub l_prox: Vec<f64>,
     pub prob: Vec<f64>,
@@ -49,10 +51,11 @@ impl Seq {
 
     /// With `ProximalMode::Rollout` ℓ_prox, p and H come from the rollout; otherwise the
     /// proximal forward fills them in.
-    fn new(s: &ScoredSample, advantage: f64, proximal: ProximalMode) -> Self {
+    fn new(s: &ScoredSample, group: usize, advantage: f64, proximal: ProximalMode) -> Self {
         let mut seq = Seq {
             row: s.full_row(),
             prompt_len: s.prompt_ids.len(),
+            group,
             advantage,
             l_prox: Vec::new(),
             prob: Vec::new(),
@@ -237,7 +240,7 @@ impl<M: Deref<Target = Model>> Trainer<M> {
             chosen.sort_by_key(|&gi| advantages[gi].iter().all(|a| *a == 0.0));
             for &gi in &chosen {
                 for (si, s) in groups[gi].samples.iter().enumerate() {
-                    let seq = Seq::new(s, advantages[gi][si], self.config.proximal);
+                    let seq = Seq::new(s, gi, advantages[gi][si], self.config.proximal);
                     layout.seqs.push(seq);
                     layout.behaviour.push(&s.behaviour_logprobs);
                 }
@@ -252,10 +255,12 @@ impl<M: Deref<Target = Model>> Trainer<M> {
     /// with unchanged weights the ratio is exactly 1.
     fn no_grad_forwards(&self, seqs: &mut [Seq], minibatches: &[Range<usize>]) -> Result<()> {
         let cfg = &self.config;
-        for range in minibatches
+        let all: &[Seq] = seqs;
+        let ranges: Vec<_> = minibatches
             .iter()
-            .flat_map(|mb| micro_batches(mb, cfg.micro_batch_size))
-        {
+            .flat_map(|mb| self.micro_batches(all, mb))
+            .collect();
+        for range in ranges {
             let micro = &mut seqs[range];
             if micro.iter().all(|s| s.len() == 0) {
                 continue;

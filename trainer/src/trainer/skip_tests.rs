@@ -50,21 +50,24 @@ fn skipping_zero_advantage_is_bit_identical_for_every_preset() {
         LossPreset::DrGrpo,
         LossPreset::Stapo,
     ] {
-        for micro in [4, 3, 16] {
+        for (micro, share) in [(4, true), (3, true), (16, true), (3, false)] {
             let run = |skip: bool| {
-                let mut tr = Trainer::new(&model, config(preset, skip, micro)).unwrap();
+                let mut cfg = config(preset, skip, micro);
+                cfg.share_prompt = share;
+                let mut tr = Trainer::new(&model, cfg).unwrap();
                 let mut prep = tr.prepare(&groups).unwrap();
                 shift_prox(&mut prep);
                 tr.minibatch(&prep, 0).unwrap()
             };
             let (on, off) = (run(true), run(false));
-            let label = format!("{preset:?}, micro-batches of {micro}");
+            let label = format!("{preset:?}, micro-batches of {micro}, shared {share}");
             // The zero-advantage groups sit at 8..16. Micro-batches of 4 are whole groups: both
-            // are skipped; of 3, those from 9 on; of 16, nothing (one holds every group).
-            let expected = match micro {
-                4 => 8,
-                3 => 7,
-                _ => 0,
+            // are skipped; of 3, split by group (shared prompts) or every 3 samples (from 9 on);
+            // of 16, nothing (one holds every group).
+            let expected = match (micro, share) {
+                (16, _) => 0,
+                (3, false) => 7,
+                _ => 8,
             };
             assert_eq!(on.skipped_samples, expected, "{label}");
             assert_eq!(off.skipped_samples, 0, "{label}");

@@ -96,6 +96,27 @@ pub(super) fn fd_check_on(
     reference: Option<Model>,
     label: &str,
 ) {
+    fd_check_at(groups, model, (cfg, reference), 2e-3, label);
+}
+
+/// [`fd_check_on`] without a reference model, with the finite-difference step `h`.
+pub(super) fn fd_check_step(
+    groups: &[ScoredGroup],
+    model: &Model,
+    cfg: TrainerConfig,
+    h: f64,
+    label: &str,
+) {
+    fd_check_at(groups, model, (cfg, None), h, label);
+}
+
+fn fd_check_at(
+    groups: &[ScoredGroup],
+    model: &Model,
+    (cfg, reference): (TrainerConfig, Option<Model>),
+    h: f64,
+    label: &str,
+) {
     let mut tr = Trainer::new(model, cfg).unwrap();
     if let Some(r) = reference {
         tr.set_reference(r);
@@ -113,7 +134,6 @@ pub(super) fn fd_check_on(
         .iter()
         .map(|v| v.as_detached_tensor().copy().unwrap())
         .collect();
-    let h = 2e-3;
     // Loss at θ0 ± h·d for a direction d of unit norm.
     let fd = |d: &[Option<Tensor>]| -> f64 {
         let at = |sign: f64| {
