@@ -129,3 +129,44 @@ fn export_round_trip_and_pull() {
     assert!(!a.is_empty());
     assert_eq!(a, b, "GGUF and exported directory score differently");
 }
+
+/// `generate --tools calculator` on the default model: SmolLM2's template renders no tools, so
+/// the command says it falls back to the Hermes system message, the prompt grows by the tool
+/// instructions, and each JSON line carries the tool statistics and a per-token `inserted`
+/// flag aligned with `token_ids`. An unknown tool name is an error that names it.
+#[test]
+fn generate_with_tools_offers_them_in_hermes_form() {
+    let model = gguf();
+    let prompt = "What is 347 * 829? Use the calculator tool.";
+    let base = ["generate", "--model", &model, "--prompt", prompt];
+    let common = ["--max-new-tokens", "16", "--temperature", "0", "--json"];
+    let plain = stdout_of(rlvr().args(base).args(common));
+    let plain: Value = serde_json::from_str(plain.lines().next().unwrap()).unwrap();
+    let out = rlvr()
+        .args(base)
+        .args(common)
+        .args(["--tools", "calculator"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("renders no tools"), "{stderr}");
+    let line: Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap())
+        .expect("one JSON line");
+    let prompt_len = |v: &Value| v["prompt_token_ids"].as_array().unwrap().len();
+    assert!(
+        prompt_len(&line) > prompt_len(&plain) + 20,
+        "no tool instructions"
+    );
+    let tokens = line["token_ids"].as_array().unwrap().len();
+    assert_eq!(line["inserted"].as_array().unwrap().len(), tokens);
+    assert!(line["tools"]["turns"].as_u64().unwrap() >= 1, "{line}");
+    let bad = rlvr()
+        .args(base)
+        .args(common)
+        .args(["--tools", "abacus"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("abacus"));
+}

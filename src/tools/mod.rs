@@ -14,6 +14,8 @@ pub mod calculator;
 pub mod call;
 pub mod cli;
 pub mod external;
+#[cfg(test)]
+mod learn_tests;
 pub mod render;
 pub mod rollout;
 #[cfg(test)]

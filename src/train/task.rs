@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::config::{RunConfig, TaskConfig};
 use crate::prompt_fit::{fit, preview, OnLongPrompt, Prompt, PromptLimit};
+use crate::tools::render::ToolFormat;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -382,11 +383,24 @@ fn labelled(
     cfg: &RunConfig,
     problems: impl Iterator<Item = Problem>,
 ) -> Result<Vec<Prompt>> {
+    // With tools the prompt also carries the tool instructions: measure what is generated from.
+    let tools = match cfg.tools.enabled() {
+        true => Some(ToolFormat::new(
+            tok,
+            &cfg.tools.toolbox()?.specs(),
+            cfg.chat,
+        )?),
+        false => None,
+    };
     problems
         .map(|p| {
+            let ids = match &tools {
+                Some(format) => format.prompt_ids(tok, &render_question(cfg, &p))?,
+                None => encode_problem(tok, cfg, &p)?,
+            };
             Ok(Prompt {
                 label: format!("item {} ({:?})", p.id, preview(&p.question, 30)),
-                tokens: encode_problem(tok, cfg, &p)?.len(),
+                tokens: ids.len(),
             })
         })
         .collect()
