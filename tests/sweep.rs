@@ -74,6 +74,13 @@ fn a_small_grid_runs_summarises_plots_and_resumes() {
         assert!((0.0..=1.0).contains(&end), "{c}");
         assert_eq!(c["reward_last"]["values"].as_array().unwrap().len(), 1);
     }
+    // Finished cells keep their results but not their checkpoints (disk).
+    let run = out
+        .join("runs")
+        .join("algo-grpo_optimizer-adamw")
+        .join("seed-0");
+    assert!(run.join("metrics.jsonl").exists());
+    assert!(!run.join("checkpoints").exists());
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert_eq!(md.lines().count(), 2 + 6, "{md}");
     for png in [
