@@ -126,29 +126,31 @@ impl StepLog {
             "generation_tokens_per_s": self.generation_tokens_per_s(),
             "elapsed_s": self.times.elapsed_s,
         });
-        if let (Some(fields), Some(t)) = (line.as_object_mut(), &self.tools) {
-            for (key, value) in [
-                ("tool_call_rate", json!(t.call_rate)),
-                ("tool_calls_per_sample", json!(t.calls_per_sample)),
-                ("turns_per_sample", json!(t.turns_per_sample)),
-                ("tool_errors", json!(t.errors)),
-                ("tool_error_rate", json!(t.error_rate)),
-                ("tool_s", json!(t.tool_s)),
-            ] {
-                fields.insert(key.into(), value);
-            }
+        if let Some(t) = &self.tools {
+            set_fields(
+                &mut line,
+                [
+                    ("tool_call_rate", json!(t.call_rate)),
+                    ("tool_calls_per_sample", json!(t.calls_per_sample)),
+                    ("turns_per_sample", json!(t.turns_per_sample)),
+                    ("tool_errors", json!(t.errors)),
+                    ("tool_error_rate", json!(t.error_rate)),
+                    ("tool_s", json!(t.tool_s)),
+                ],
+            );
         }
-        if let (Some(fields), Some(d)) = (line.as_object_mut(), &self.dynamic) {
-            for (key, value) in [
-                ("dynamic_groups", json!(d.batch_size)),
-                ("dynamic_extra_rounds", json!(d.extra_rounds)),
-                ("dynamic_extra_groups", json!(d.extra_groups)),
-                ("dynamic_dropped_groups", json!(d.dropped_groups)),
-                ("dynamic_extra_gen_s", json!(d.extra_gen_s)),
-                ("dynamic_short", json!(d.short)),
-            ] {
-                fields.insert(key.into(), value);
-            }
+        if let Some(d) = &self.dynamic {
+            set_fields(
+                &mut line,
+                [
+                    ("dynamic_groups", json!(d.batch_size)),
+                    ("dynamic_extra_rounds", json!(d.extra_rounds)),
+                    ("dynamic_extra_groups", json!(d.extra_groups)),
+                    ("dynamic_dropped_groups", json!(d.dropped_groups)),
+                    ("dynamic_extra_gen_s", json!(d.extra_gen_s)),
+                    ("dynamic_short", json!(d.short)),
+                ],
+            );
         }
         if let (Some(fields), Value::Object(trainer)) =
             (line.as_object_mut(), serde_json::to_value(metrics)?)
@@ -201,4 +203,13 @@ impl StepLog {
 
 fn samples(jobs: &[ScoredJob]) -> impl Iterator<Item = &rlvr_trainer::ScoredSample> {
     jobs.iter().flat_map(|job| job.group.samples.iter())
+}
+
+/// Set `fields` on the JSON object `line` (replacing values already there).
+fn set_fields<const N: usize>(line: &mut Value, fields: [(&str, Value); N]) {
+    if let Some(object) = line.as_object_mut() {
+        for (key, value) in fields {
+            object.insert(key.into(), value);
+        }
+    }
 }

@@ -5,11 +5,10 @@
 //! only the model's tokens).
 
 use super::prepare::Prepared;
-use super::tests::{max_abs_grad, shift_prox};
+use super::tests::{masking_config, max_abs_grad, shift_prox};
 use super::*;
 use crate::data::ScoredGroup;
 use crate::loss::LossPreset;
-use crate::optim::OptimizerKind;
 use crate::test_util::*;
 use rlvr_models::testing::{f64_bits, max_abs_diff};
 
@@ -33,12 +32,7 @@ fn multi_turn_groups() -> Vec<ScoredGroup> {
 }
 
 fn config(preset: LossPreset) -> TrainerConfig {
-    let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
-    c.loss = preset;
-    c.num_minibatches = 1;
-    c.micro_batch_size = 3;
-    c.s2t_tau_p = 0.05;
-    c
+    masking_config(preset, 3)
 }
 
 fn prepared(groups: &[ScoredGroup], preset: LossPreset, model: &rlvr_models::Model) -> Prepared {

@@ -3,11 +3,10 @@
 //! split a group, the hand-written backward against autograd, and finite differences.
 
 use super::forward::FORCE_AUTOGRAD;
-use super::tests::{fd_check_step, max_abs_grad, shift_prox};
+use super::tests::{fd_check_step, masking_config, max_abs_grad, shift_prox};
 use super::*;
 use crate::data::ScoredGroup;
 use crate::loss::LossPreset;
-use crate::optim::OptimizerKind;
 use crate::test_util::*;
 use candle_core::{DType, Device};
 use rlvr_models::testing::max_abs_diff;
@@ -49,11 +48,7 @@ fn shared_groups(n_groups: usize, g: usize, seed: u64) -> Vec<ScoredGroup> {
 }
 
 fn config(preset: LossPreset, share: bool, micro: usize) -> TrainerConfig {
-    let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
-    c.loss = preset;
-    c.num_minibatches = 1;
-    c.micro_batch_size = micro;
-    c.s2t_tau_p = 0.05;
+    let mut c = masking_config(preset, micro);
     c.share_prompt = share;
     c
 }

@@ -2,11 +2,10 @@
 //! are bit for bit those without skipping, for every loss preset, while the skipped samples'
 //! tokens stay in the denominators.
 
-use super::tests::shift_prox;
+use super::tests::{masking_config, shift_prox};
 use super::*;
 use crate::data::ScoredGroup;
 use crate::loss::LossPreset;
-use crate::optim::OptimizerKind;
 use crate::test_util::*;
 use rlvr_models::testing::values;
 
@@ -31,11 +30,7 @@ fn groups_with_zero_adv() -> Vec<ScoredGroup> {
 }
 
 fn config(preset: LossPreset, skip: bool, micro: usize) -> TrainerConfig {
-    let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
-    c.loss = preset;
-    c.num_minibatches = 1;
-    c.micro_batch_size = micro;
-    c.s2t_tau_p = 0.05;
+    let mut c = masking_config(preset, micro);
     c.skip_zero_advantage = skip;
     c
 }

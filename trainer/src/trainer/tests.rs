@@ -16,10 +16,23 @@ use rlvr_models::testing::{f64_bits, max_abs, max_abs_diff, randn_from, values};
 use rlvr_models::Model;
 
 fn preset_config(loss: LossPreset) -> TrainerConfig {
+    one_minibatch_config(loss, 5)
+}
+
+/// AdamW at lr 1e-2, `loss`, one mini-batch of micro-batches of `micro` sequences.
+fn one_minibatch_config(loss: LossPreset, micro: usize) -> TrainerConfig {
     let mut c = toy_config(OptimizerKind::AdamW, 1e-2);
     c.loss = loss;
     c.num_minibatches = 1;
-    c.micro_batch_size = 5;
+    c.micro_batch_size = micro;
+    c
+}
+
+/// [`one_minibatch_config`] with τ_p raised to 0.05: random tiny models give p ≈ 1/32, and
+/// this makes S2T actually mask tokens.
+pub(super) fn masking_config(loss: LossPreset, micro: usize) -> TrainerConfig {
+    let mut c = one_minibatch_config(loss, micro);
+    c.s2t_tau_p = 0.05;
     c
 }
 
