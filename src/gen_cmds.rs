@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use crate::common::{input_ids, read_jsonl, ModelArgs};
 use crate::prompt_fit::{fit, OnLongPrompt, Prompt, PromptLimit};
 use crate::tools::cli::ToolArgs;
-use crate::tools::render::ToolFormat;
+use crate::tools::render::{encode_prompt, ToolFormat};
 use crate::tools::rollout::{generate_with_tools, ToolStats};
-use crate::tools::ToolBox;
+use crate::tools::Tools;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -145,39 +145,22 @@ pub fn prompt_ids(
         .iter()
         .find_map(|key| line.get(*key).and_then(Value::as_str))
         .context("each line needs `prompt` (or `question` / `problem`) or `input_ids`")?;
-    encode_text(loaded, text, chat, tools)
-}
-
-fn encode_text(
-    loaded: &LoadedModel,
-    text: &str,
-    chat: bool,
-    tools: Option<&ToolFormat>,
-) -> Result<Vec<u32>> {
-    match tools {
-        Some(format) => format.prompt_ids(&loaded.tokenizer, text),
-        None => Ok(loaded.tokenizer.encode_prompt(text, chat)?),
-    }
+    encode_prompt(&loaded.tokenizer, text, chat, tools)
 }
 
 /// The tools `--tools` / `--tools-config` offer, written for this model; None without tools.
 fn tool_setup(args: &GenerateArgs, loaded: &LoadedModel, chat: bool) -> Result<Option<Tools>> {
-    let section = args.tools.section()?;
-    if !section.enabled() {
+    let Some(tools) = args.tools.section()?.for_model(&loaded.tokenizer, chat)? else {
         return Ok(None);
-    }
-    let toolbox = section.toolbox()?;
-    let format = ToolFormat::new(&loaded.tokenizer, &toolbox.specs(), chat)?;
-    if chat && !format.native() {
+    };
+    if chat && !tools.1.native() {
         eprintln!(
             "rlvr: this chat template renders no tools; tools go into a system message and \
              results into `tool` turns in the Hermes/Qwen2.5 form"
         );
     }
-    Ok(Some((toolbox, format)))
+    Ok(Some(tools))
 }
-
-type Tools = (ToolBox, ToolFormat);
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let loaded = args.model.load()?;
@@ -265,7 +248,7 @@ fn read_prompts(
     tools: Option<&ToolFormat>,
 ) -> Result<Vec<Vec<u32>>> {
     match (&args.prompt, &args.prompts) {
-        (Some(prompt), None) => Ok(vec![encode_text(loaded, prompt, chat, tools)?]),
+        (Some(prompt), None) => Ok(vec![encode_prompt(&loaded.tokenizer, prompt, chat, tools)?]),
         (None, Some(file)) => read_jsonl(file)?
             .iter()
             .enumerate()

@@ -315,19 +315,7 @@ impl Engine {
         group_size: usize,
         params: &SamplingParams,
     ) -> Result<Vec<Completion>> {
-        let requests = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, prompt)| Request {
-                prompt_ids: prompt.clone(),
-                params: SamplingParams {
-                    seed: params.seed.wrapping_add(i as u64),
-                    ..params.clone()
-                },
-                n: group_size,
-            })
-            .collect();
-        self.generate(requests)
+        self.generate(Request::seeded_groups(prompts, group_size, params))
     }
 
     /// One engine step; returns the samples that finished in it.

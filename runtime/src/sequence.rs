@@ -17,6 +17,28 @@ pub struct Request {
     pub n: usize,
 }
 
+impl Request {
+    /// `group_size` samples for each prompt; prompt i is seeded with `params.seed + i`.
+    pub fn seeded_groups(
+        prompts: &[Vec<u32>],
+        group_size: usize,
+        params: &SamplingParams,
+    ) -> Vec<Request> {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, prompt)| Request {
+                prompt_ids: prompt.clone(),
+                params: SamplingParams {
+                    seed: params.seed.wrapping_add(i as u64),
+                    ..params.clone()
+                },
+                n: group_size,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {

@@ -26,11 +26,16 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use rlvr_models::TextTokenizer;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use external::ExternalToolSpec;
+use render::ToolFormat;
+
+/// A run's tools and how they are written for its model.
+pub type Tools = (ToolBox, ToolFormat);
 
 /// A tool's name, description and JSON-schema parameters (transformers' `tools=[…]` entry).
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +112,18 @@ impl ToolsSection {
             }
         }
         self.toolbox().map(|_| ())
+    }
+
+    /// The enabled tools and how they are written for this tokenizer's chat template; None
+    /// when no tool is enabled.
+    pub fn for_model(&self, tok: &TextTokenizer, chat: bool) -> Result<Option<Tools>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let toolbox = self.toolbox()?;
+        let format = ToolFormat::new(tok, &toolbox.specs(), chat)
+            .context("rendering the tools for this model's chat template")?;
+        Ok(Some((toolbox, format)))
     }
 
     /// The enabled tools; an unknown name is an error that lists the known ones.

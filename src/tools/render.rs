@@ -22,6 +22,20 @@ use super::{call, ToolSpec};
 const ASSISTANT_MARK: &str = "\u{E001}";
 const RESULT_MARK: &str = "\u{E000}";
 
+/// The prompt of `question`: with the tools offered when there are any, else as a plain prompt
+/// (chat-rendered unless `chat = false`).
+pub fn encode_prompt(
+    tok: &TextTokenizer,
+    question: &str,
+    chat: bool,
+    tools: Option<&ToolFormat>,
+) -> Result<Vec<u32>> {
+    match tools {
+        Some(format) => format.prompt_ids(tok, question),
+        None => Ok(tok.encode_prompt(question, chat)?),
+    }
+}
+
 /// How prompts and tool results are written for one tokenizer and tool set.
 #[derive(Debug, Clone)]
 pub struct ToolFormat {

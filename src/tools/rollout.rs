@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::call::CALL_CLOSE;
 use super::render::ToolFormat;
-use super::{ToolBox, ToolOutcome};
+use super::{ToolBox, ToolOutcome, Tools};
 
 /// What one sample did with tools.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,36 @@ pub struct ToolRollout {
 }
 
 type Key = (usize, usize);
+
+/// A completion, the text to grade (the model's own turns), and its tool use (None without
+/// tools).
+pub type Rollout = (Completion, String, Option<ToolStats>);
+
+/// Run `requests` to the end: single-turn completions (graded on their text) without tools,
+/// multi-turn [`generate_with_tools`] rollouts with them.
+pub fn generate_rollouts(
+    engine: &mut Engine,
+    tok: &TextTokenizer,
+    tools: Option<&Tools>,
+    requests: Vec<Request>,
+) -> Result<Vec<Rollout>> {
+    let Some((toolbox, format)) = tools else {
+        let with_text = |c: Completion| {
+            let text = c.text.clone();
+            (c, text, None)
+        };
+        return Ok(engine
+            .generate(requests)?
+            .into_iter()
+            .map(with_text)
+            .collect());
+    };
+    let out = generate_with_tools(engine, requests, tok, format, toolbox)?;
+    Ok(out
+        .into_iter()
+        .map(|r| (r.completion, r.model_text, Some(r.stats)))
+        .collect())
+}
 
 /// Run `requests` to the end with tools; results ordered by (request, sample), request
 /// indices relative to `requests`.

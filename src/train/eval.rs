@@ -13,10 +13,9 @@ use rlvr_verifier::{grade, ExtractMethod, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::task::{encode_problem, render_question, Dataset, Problem};
-use crate::tools::render::ToolFormat;
-use crate::tools::rollout::generate_with_tools;
-use crate::tools::ToolBox;
+use super::task::{encode_problem, Dataset, Problem};
+use crate::tools::rollout::generate_rollouts;
+use crate::tools::Tools;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
@@ -60,27 +59,18 @@ impl EvalResult {
 pub struct Evaluator {
     problems: Vec<Problem>,
     prompts: Vec<Vec<u32>>,
-    tools: Option<(ToolBox, ToolFormat)>,
+    tools: Option<Tools>,
 }
 
 impl Evaluator {
     /// The first `cfg.eval_size` held-out problems of `dataset`, prompted as in training.
     pub fn new(dataset: &Dataset, tokenizer: &TextTokenizer, cfg: &RunConfig) -> Result<Self> {
         let problems = dataset.eval_set(cfg.eval_size);
-        let tools = match cfg.tools.enabled() {
-            true => {
-                let toolbox = cfg.tools.toolbox()?;
-                let format = ToolFormat::new(tokenizer, &toolbox.specs(), cfg.chat)?;
-                Some((toolbox, format))
-            }
-            false => None,
-        };
+        let tools = cfg.tools.for_model(tokenizer, cfg.chat)?;
+        let format = tools.as_ref().map(|(_, format)| format);
         let prompts = problems
             .iter()
-            .map(|problem| match &tools {
-                None => encode_problem(tokenizer, cfg, problem),
-                Some((_, f)) => f.prompt_ids(tokenizer, &render_question(cfg, problem)),
-            })
+            .map(|problem| encode_problem(tokenizer, cfg, problem, format))
             .collect::<Result<_>>()?;
         Ok(Self {
             problems,
@@ -132,7 +122,7 @@ pub struct EvalSpec<'a> {
     pub seed: u64,
     pub verifier: &'a VerifierConfig,
     /// Multi-turn rollouts with these tools (None: single-turn).
-    pub tools: Option<&'a (ToolBox, ToolFormat)>,
+    pub tools: Option<&'a Tools>,
 }
 
 pub fn evaluate(
@@ -172,7 +162,7 @@ fn greedy_pass(engine: &mut Engine, tok: &TextTokenizer, spec: &EvalSpec) -> Res
         })
         .collect();
     let (mut correct, mut boxed, mut tokens) = (0usize, 0usize, 0usize);
-    for (completion, text) in &run(engine, tok, spec, requests)? {
+    for (completion, text, _) in &generate_rollouts(engine, tok, spec.tools, requests)? {
         let grade = grade_completion(completion, text, spec);
         correct += usize::from(grade.correct);
         boxed += usize::from(matches!(grade.method, Some(ExtractMethod::Boxed)));
@@ -199,49 +189,14 @@ fn sampled_pass(engine: &mut Engine, tok: &TextTokenizer, spec: &EvalSpec) -> Re
         seed: spec.seed,
         ..Default::default()
     };
-    let requests = spec
-        .prompts
-        .iter()
-        .enumerate()
-        .map(|(i, prompt)| Request {
-            prompt_ids: prompt.clone(),
-            params: SamplingParams {
-                seed: params.seed.wrapping_add(i as u64),
-                ..params.clone()
-            },
-            n: spec.k,
-        })
-        .collect();
+    let requests = Request::seeded_groups(spec.prompts, spec.k, &params);
     let mut correct_per_problem = vec![0usize; spec.problems.len()];
-    for (completion, text) in &run(engine, tok, spec, requests)? {
+    for (completion, text, _) in &generate_rollouts(engine, tok, spec.tools, requests)? {
         if grade_completion(completion, text, spec).correct {
             correct_per_problem[completion.request_index] += 1;
         }
     }
     Ok(correct_per_problem)
-}
-
-/// Completions and the text graded (the model's own turns with tools).
-fn run(
-    engine: &mut Engine,
-    tok: &TextTokenizer,
-    spec: &EvalSpec,
-    requests: Vec<Request>,
-) -> Result<Vec<(Completion, String)>> {
-    match spec.tools {
-        None => Ok(engine
-            .generate(requests)?
-            .into_iter()
-            .map(|c| {
-                let text = c.text.clone();
-                (c, text)
-            })
-            .collect()),
-        Some((toolbox, format)) => Ok(generate_with_tools(engine, requests, tok, format, toolbox)?
-            .into_iter()
-            .map(|r| (r.completion, r.model_text))
-            .collect()),
-    }
 }
 
 fn grade_completion(completion: &Completion, text: &str, spec: &EvalSpec) -> rlvr_verifier::Grade {

@@ -27,9 +27,8 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::dynamic::{self, DynamicStats, Round};
 use super::task::{Dataset, Problem};
-use crate::tools::render::ToolFormat;
-use crate::tools::rollout::{generate_with_tools, ToolStats};
-use crate::tools::ToolBox;
+use crate::tools::rollout::{generate_rollouts, Rollout, ToolStats};
+use crate::tools::Tools;
 
 /// One prompt's completions on their way to the verifiers.
 struct RolloutJob {
@@ -184,7 +183,7 @@ fn generate_loop(
         Some(spec.tokenizer.clone()),
         spec.engine.clone(),
     )?;
-    let tools = tool_setup(&spec)?;
+    let tools = spec.cfg.tools.for_model(&spec.tokenizer, spec.cfg.chat)?;
     let mut trained = spec.trained;
     let mut batch = spec.next_batch;
     while batch < cfg.max_steps {
@@ -221,7 +220,7 @@ fn generate_loop(
 struct BatchGen<'a> {
     spec: &'a GeneratorSpec,
     engine: &'a mut Engine,
-    tools: Option<&'a (ToolBox, ToolFormat)>,
+    tools: Option<&'a Tools>,
     batch: u64,
     weights_version: u64,
 }
@@ -284,7 +283,7 @@ impl BatchGen<'_> {
         let rollouts = {
             // Hold the weights for the whole round: no optimizer step lands mid-batch.
             let _read = spec.weights_lock.read().unwrap_or_else(|p| p.into_inner());
-            generate(self.engine, &spec.tokenizer, self.tools, requests)?
+            generate_rollouts(self.engine, &spec.tokenizer, self.tools, requests)?
         };
         let gen_s = t0.elapsed().as_secs_f64();
         let generated_tokens: usize = rollouts.iter().map(|r| r.0.token_ids.len()).sum();
@@ -321,48 +320,11 @@ impl BatchGen<'_> {
     }
 }
 
-/// A completion, the text graded, and its tool use (None without tools).
-type Rollout = (Completion, String, Option<ToolStats>);
-
-/// The run's tools and how they are written for this model, when `[tools]` enables any.
-fn tool_setup(spec: &GeneratorSpec) -> Result<Option<(ToolBox, ToolFormat)>> {
-    if !spec.cfg.tools.enabled() {
-        return Ok(None);
-    }
-    let toolbox = spec.cfg.tools.toolbox()?;
-    let format = ToolFormat::new(&spec.tokenizer, &toolbox.specs(), spec.cfg.chat)
-        .context("rendering the tools for this model's chat template")?;
-    Ok(Some((toolbox, format)))
-}
-
-/// Single-turn completions (graded on their text), or multi-turn tool rollouts (graded on the
-/// model's own turns).
-fn generate(
-    engine: &mut Engine,
-    tok: &TextTokenizer,
-    tools: Option<&(ToolBox, ToolFormat)>,
-    requests: Vec<Request>,
-) -> Result<Vec<Rollout>> {
-    let Some((toolbox, format)) = tools else {
-        let out = engine.generate(requests)?;
-        let with_text = |c: Completion| {
-            let text = c.text.clone();
-            (c, text, None)
-        };
-        return Ok(out.into_iter().map(with_text).collect());
-    };
-    let out = generate_with_tools(engine, requests, tok, format, toolbox)?;
-    Ok(out
-        .into_iter()
-        .map(|r| (r.completion, r.model_text, Some(r.stats)))
-        .collect())
-}
-
 /// One request of `group_size` samples per problem of batch `batch`, each seeded by its place
 /// (counted from `first_seed`: extra rounds of dynamic sampling continue after round 0's).
 fn batch_requests(
     spec: &GeneratorSpec,
-    tools: Option<&(ToolBox, ToolFormat)>,
+    tools: Option<&Tools>,
     batch: u64,
     first_seed: usize,
     problems: &[Problem],
@@ -372,13 +334,9 @@ fn batch_requests(
         .iter()
         .enumerate()
         .map(|(index, problem)| {
-            let prompt_ids = match tools {
-                None => super::task::encode_problem(&spec.tokenizer, cfg, problem)?,
-                Some((_, format)) => format
-                    .prompt_ids(&spec.tokenizer, &super::task::render_question(cfg, problem))?,
-            };
+            let format = tools.map(|(_, format)| format);
             Ok(Request {
-                prompt_ids,
+                prompt_ids: super::task::encode_problem(&spec.tokenizer, cfg, problem, format)?,
                 params: SamplingParams {
                     temperature: cfg.temperature,
                     top_p: cfg.top_p,

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::config::{RunConfig, TaskConfig};
 use crate::prompt_fit::{fit, preview, OnLongPrompt, Prompt, PromptLimit};
-use crate::tools::render::ToolFormat;
+use crate::tools::render::{encode_prompt, ToolFormat};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -384,20 +384,11 @@ fn labelled(
     problems: impl Iterator<Item = Problem>,
 ) -> Result<Vec<Prompt>> {
     // With tools the prompt also carries the tool instructions: measure what is generated from.
-    let tools = match cfg.tools.enabled() {
-        true => Some(ToolFormat::new(
-            tok,
-            &cfg.tools.toolbox()?.specs(),
-            cfg.chat,
-        )?),
-        false => None,
-    };
+    let tools = cfg.tools.for_model(tok, cfg.chat)?;
+    let format = tools.as_ref().map(|(_, format)| format);
     problems
         .map(|p| {
-            let ids = match &tools {
-                Some(format) => format.prompt_ids(tok, &render_question(cfg, &p))?,
-                None => encode_problem(tok, cfg, &p)?,
-            };
+            let ids = encode_problem(tok, cfg, &p, format)?;
             Ok(Prompt {
                 label: format!("item {} ({:?})", p.id, preview(&p.question, 30)),
                 tokens: ids.len(),
@@ -429,13 +420,15 @@ fn permuted(i: u64, n: u64, seed: u64) -> u64 {
     })
 }
 
-/// A problem's prompt as token ids (template, then chat rendering unless `chat = false`).
+/// A problem's prompt as token ids (template, then chat rendering unless `chat = false`),
+/// with the tool instructions when the run offers tools.
 pub fn encode_problem(
     tok: &rlvr_models::TextTokenizer,
     cfg: &RunConfig,
     p: &Problem,
+    tools: Option<&ToolFormat>,
 ) -> Result<Vec<u32>> {
-    Ok(tok.encode_prompt(&render_question(cfg, p), cfg.chat)?)
+    encode_prompt(tok, &render_question(cfg, p), cfg.chat, tools)
 }
 
 /// The prompt text for a problem.
