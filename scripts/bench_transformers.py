@@ -288,13 +288,21 @@ def cmd_train(args):
     fwd_bwd_s = (time.perf_counter() - t0) / iters
     fwd_bwd_cpu_s = (time.process_time() - c0) / iters
 
-    def time_opt(**kw):
-        # lr = 0 as in rlvr's bench: the full update is computed, the weights stay put.
-        opt = torch.optim.AdamW(params, lr=0.0, weight_decay=0.0, **kw)
-        opt.step()  # warm-up (allocates the moments)
+    def time_opt(weight_decay=0.0, clip=None, **kw):
+        # lr = 0 as in rlvr's bench: the full update is computed, the weights stay put. With
+        # `clip`, each step is clip_grad_norm_ (the global norm, then the gradients scaled in
+        # place) followed by the optimizer step, as a training step with clipping runs them.
+        opt = torch.optim.AdamW(params, lr=0.0, weight_decay=weight_decay, **kw)
+
+        def step():
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+
+        step()  # warm-up (allocates the moments)
         t = time.perf_counter()
         for _ in range(iters):
-            opt.step()
+            step()
         ms = (time.perf_counter() - t) * 1e3 / iters
         del opt
         return ms
@@ -303,8 +311,10 @@ def cmd_train(args):
     adamw_foreach_ms = time_opt(foreach=True)
     try:
         adamw_fused_ms = time_opt(fused=True)
+        # rlvr's default optimizer configuration: clip 1.0, weight decay 0.01.
+        adamw_fused_clip_decay_ms = time_opt(weight_decay=0.01, clip=1.0, fused=True)
     except (RuntimeError, TypeError):
-        adamw_fused_ms = None
+        adamw_fused_ms = adamw_fused_clip_decay_ms = None
     tokens = rows_n * seq
     res = base("train", args, model, load_s, threads)
     res.update(
@@ -319,6 +329,7 @@ def cmd_train(args):
         adamw_step_ms=adamw_ms,
         adamw_foreach_step_ms=adamw_foreach_ms,
         adamw_fused_step_ms=adamw_fused_ms,
+        adamw_fused_clip_decay_step_ms=adamw_fused_clip_decay_ms,
         peak_rss_mb=peak_rss_mb(),
         loadavg_1m_start=LOAD_START,
         loadavg_1m_end=loadavg(),

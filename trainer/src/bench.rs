@@ -41,11 +41,24 @@ pub struct BenchReport {
     /// Peak memory (MiB) over the whole benchmark, optimizer state (m, v, f32 master copies of
     /// bf16 weights) included.
     pub peak_mb: f64,
+    /// Optimizer steps (ms, steady state: the mean after one warm-up step) in the default
+    /// configuration: global-norm clip at 1.0 and weight decay 0.01 on matrices. The like-for-like
+    /// reference is torch's `clip_grad_norm_` + fused AdamW step with the same weight decay.
     pub adamw_step_ms: f64,
     pub magma_step_ms: f64,
-    /// Of the Magma step: the alignment (cosine) computation.
+    /// Of the Magma step: the alignment's own computation (the cosine and score from sums;
+    /// the sums themselves ride along the gradient-norm pass, reading m there, and are part of
+    /// the step time only).
     pub magma_overhead_ms: f64,
     pub skip_update_step_ms: f64,
+    /// The first step of a fresh AdamW (default configuration): the warm-up step, which first
+    /// touches the moments.
+    pub adamw_first_step_ms: f64,
+    /// The same steps without gradient clipping and with weight decay 0: the configuration of
+    /// torch's plain AdamW timings (`adamw_fused_step_ms` of `scripts/bench_transformers.py`).
+    pub adamw_no_clip_no_decay_step_ms: f64,
+    pub magma_no_clip_no_decay_step_ms: f64,
+    pub skip_update_no_clip_no_decay_step_ms: f64,
     /// The GRPO-shaped batch, when one was asked for (else rows of random tokens, every token
     /// after the first a target).
     pub group_shape: Option<GroupShape>,
@@ -154,9 +167,13 @@ pub fn bench_train(
         .into_iter()
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
-    let (adamw_ms, _) = time_optimizer(&params, &grads, OptimizerKind::AdamW, iters)?;
-    let (magma_ms, magma_overhead) = time_optimizer(&params, &grads, OptimizerKind::Magma, iters)?;
-    let (skip_ms, _) = time_optimizer(&params, &grads, OptimizerKind::SkipUpdate, iters)?;
+    let time = |kind, bare| time_optimizer(&params, &grads, optimizer_config(kind, bare), iters);
+    let adamw = time(OptimizerKind::AdamW, false)?;
+    let magma = time(OptimizerKind::Magma, false)?;
+    let skip = time(OptimizerKind::SkipUpdate, false)?;
+    let adamw_bare = time(OptimizerKind::AdamW, true)?;
+    let magma_bare = time(OptimizerKind::Magma, true)?;
+    let skip_bare = time(OptimizerKind::SkipUpdate, true)?;
     let tokens = batch.tokens();
     Ok(BenchReport {
         device: format!("{:?}", dev.location()),
@@ -175,10 +192,14 @@ pub fn bench_train(
         // The high-water mark is process-wide and may be reset by another thread meanwhile;
         // the whole run's peak is at least the forward/backward's.
         peak_mb: device_mem::peak_mib(&dev).max(fwd_bwd_peak_mb),
-        adamw_step_ms: adamw_ms,
-        magma_step_ms: magma_ms,
-        magma_overhead_ms: magma_overhead,
-        skip_update_step_ms: skip_ms,
+        adamw_step_ms: adamw.step_ms,
+        magma_step_ms: magma.step_ms,
+        magma_overhead_ms: magma.overhead_ms,
+        skip_update_step_ms: skip.step_ms,
+        adamw_first_step_ms: adamw.first_step_ms,
+        adamw_no_clip_no_decay_step_ms: adamw_bare.step_ms,
+        magma_no_clip_no_decay_step_ms: magma_bare.step_ms,
+        skip_update_no_clip_no_decay_step_ms: skip_bare.step_ms,
         group_shape: shape,
     })
 }
@@ -219,22 +240,44 @@ fn time_fwd_bwd(
     Ok((grads, timer.elapsed().as_secs_f64() / iters as f64))
 }
 
-/// Milliseconds per step of a fresh optimizer of `kind` at lr = 0 after one warm-up, and of
-/// that Magma's alignment overhead.
-fn time_optimizer(
-    params: &[(String, candle_core::Var)],
-    grads: &[Option<Tensor>],
-    kind: OptimizerKind,
-    iters: usize,
-) -> Result<(f64, f64)> {
-    let cfg = OptimizerConfig {
+/// The benchmark's optimizer at lr = 0 (the weights stay put): the default configuration, or
+/// with `bare` no gradient clipping and weight decay 0 (torch's plain AdamW timing).
+fn optimizer_config(kind: OptimizerKind, bare: bool) -> OptimizerConfig {
+    let mut cfg = OptimizerConfig {
         kind,
         lr: 0.0,
         schedule: LrSchedule::Constant { warmup_steps: 0 },
         ..Default::default()
     };
+    if bare {
+        cfg.max_grad_norm = None;
+        cfg.adamw.weight_decay = 0.0;
+    }
+    cfg
+}
+
+/// One optimizer's timings (ms).
+struct OptimizerTimes {
+    /// The first step of the fresh optimizer.
+    first_step_ms: f64,
+    /// Per step after it.
+    step_ms: f64,
+    /// Of a step: Magma's alignment computation.
+    overhead_ms: f64,
+}
+
+/// A fresh optimizer's first step, then the mean of `iters` steps.
+fn time_optimizer(
+    params: &[(String, candle_core::Var)],
+    grads: &[Option<Tensor>],
+    cfg: OptimizerConfig,
+    iters: usize,
+) -> Result<OptimizerTimes> {
     let mut opt = Optimizer::new(params.to_vec(), cfg)?;
+    let timer = Instant::now();
     opt.step(grads)?;
+    sync(grads)?;
+    let first_step_ms = timer.elapsed().as_secs_f64() * 1e3;
     let mut overhead = 0.0;
     let timer = Instant::now();
     for _ in 0..iters {
@@ -242,10 +285,11 @@ fn time_optimizer(
         overhead += stats.magma.map(|m| m.overhead_ms).unwrap_or(0.0);
     }
     sync(grads)?;
-    Ok((
-        timer.elapsed().as_secs_f64() * 1e3 / iters as f64,
-        overhead / iters as f64,
-    ))
+    Ok(OptimizerTimes {
+        first_step_ms,
+        step_ms: timer.elapsed().as_secs_f64() * 1e3 / iters as f64,
+        overhead_ms: overhead / iters as f64,
+    })
 }
 
 /// Gradient of the mean negative log-likelihood of the batch's targets, summed over
@@ -288,7 +332,9 @@ mod tests {
         let before = weight_bits(&model);
         let r = bench_train(&model, 64, None, None, 1, None).unwrap();
         assert!(r.fwd_bwd_tokens_per_s > 0.0 && r.adamw_step_ms > 0.0 && r.magma_step_ms > 0.0);
-        assert!(r.skip_update_step_ms > 0.0);
+        assert!(r.skip_update_step_ms > 0.0 && r.adamw_first_step_ms > 0.0);
+        assert!(r.adamw_no_clip_no_decay_step_ms > 0.0 && r.magma_no_clip_no_decay_step_ms > 0.0);
+        assert!(r.skip_update_no_clip_no_decay_step_ms > 0.0);
         assert_eq!(r.batch_tokens, 64);
         assert!(r.fwd_bwd_peak_mb > 0.0 && r.peak_mb >= r.fwd_bwd_peak_mb);
         assert!(r.to_json_line().starts_with('{'));

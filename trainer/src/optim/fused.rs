@@ -1,14 +1,14 @@
-//! The optimizer's per-tensor arithmetic on the CPU for f32 weights: one row-parallel pass over
-//! host memory that updates the moments and the weight in place (AdamW, SkipUpdate, and
-//! unmasked tensors), or for Magma two (the moments, then — once the tensor's cosine has set
-//! its multiplier — the weight), instead of a dozen single-threaded candle ops that each
+//! The optimizer's per-tensor arithmetic on the CPU for f32 weights: one chunk-parallel pass
+//! over host memory that updates the moments and the weight in place, for AdamW, SkipUpdate and
+//! Magma alike (Magma's multiplier is known before the pass: its cosine comes from the
+//! gradient-norm pass, `sum_sq.rs`), instead of a dozen single-threaded candle ops that each
 //! allocate a tensor. No parameter-sized buffer is allocated: m, v and θ are written where they
 //! are (θ is the model's `Var`, so the runtime sees the new weights, as with `Var::set`).
 //!
 //! Every element goes through the same f32 operations, in the same order, as the composed path
 //! (`adamw.rs` and `update.rs`: candle's `affine` is `x·mul + add` in the element type), so
-//! moments and weights are bit-identical to it. Reductions (norms, Magma's cosine) accumulate in
-//! f64 per fixed-size chunk, combined in chunk order: deterministic whatever the thread count.
+//! moments and weights are bit-identical to it. The displacement norms accumulate in f64 per
+//! fixed-size chunk, combined in chunk order: deterministic whatever the thread count.
 //!
 //! Owns the host-memory kernels only. Must not know parameters, masks or the step's order: each
 //! pass gets plain tensors and numbers and returns `None` wherever it does not apply.
@@ -35,54 +35,27 @@ pub(crate) struct Update {
     pub decay: bool,
     /// The decay is part of the masked (multiplied) displacement, else added densely.
     pub decay_masked: bool,
-    /// Which sums the moment pass must return (the rest stay 0).
-    pub sums: SumsNeeded,
+    /// The masked part's multiplier (Magma's `z·s`, SkipUpdate's `z/p`, else 1).
+    pub mult: f64,
 }
 
-/// The sums a tensor's moment pass needs: the displacement norms (the update-ratio statistic),
-/// and also Magma's cosine for a masked Magma tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SumsNeeded {
-    Displacement,
-    All,
-}
-
-/// The sums one tensor's pass returns.
-#[derive(Default)]
+/// The sums one tensor's pass returns: `Σ masked²`, `Σ dense²` of the displacement (the
+/// update-ratio statistic).
+#[derive(Default, Debug)]
 pub(crate) struct Sums {
-    /// `Σ m'·g`, `Σ m'²`, `Σ g²` with `g` the clipped gradient (Magma's cosine).
-    pub dot: f64,
-    pub mm: f64,
-    pub gg: f64,
-    /// `Σ masked²`, `Σ dense²` of the displacement.
     pub masked_sq: f64,
     pub dense_sq: f64,
 }
 
 impl Sums {
-    /// `cos(m', g)` as [`super::magma::cosine`] defines it.
-    pub fn cosine(&self) -> f64 {
-        let (nm, ng) = (self.mm.sqrt(), self.gg.sqrt());
-        if nm == 0.0 || ng == 0.0 || !(nm * ng).is_finite() {
-            return 0.0;
-        }
-        (self.dot / (nm * ng)).clamp(-1.0, 1.0)
-    }
-
     /// Chunk sums added in chunk order.
-    fn total(chunks: &[[f64; 5]]) -> Self {
-        let s = chunks.iter().fold([0.0; 5], |mut acc, c| {
-            for (a, x) in acc.iter_mut().zip(c) {
-                *a += x;
-            }
-            acc
-        });
+    fn total(chunks: &[[f64; 2]]) -> Self {
+        let s = chunks
+            .iter()
+            .fold([0.0; 2], |acc, c| [acc[0] + c[0], acc[1] + c[1]]);
         Sums {
-            dot: s[0],
-            mm: s[1],
-            gg: s[2],
-            masked_sq: s[3],
-            dense_sq: s[4],
+            masked_sq: s[0],
+            dense_sq: s[1],
         }
     }
 }
@@ -101,7 +74,6 @@ struct Kernel {
     eps: f32,
     decay_mul: f32,
     decay: Decay,
-    sums: SumsNeeded,
 }
 
 /// Where a tensor's weight decay goes (a loop-invariant, so each case is its own loop).
@@ -117,7 +89,7 @@ enum Decay {
 /// How θ moves under the multiplier (a loop-invariant, so each case is its own loop).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Move {
-    /// θ is not written (only the moments and the sums).
+    /// θ is not written (only the moments and the sums): multiplier 0 and no dense part.
     Keep,
     /// `θ + dense` (multiplier 0).
     DenseOnly,
@@ -131,8 +103,8 @@ enum Move {
 /// order at the end of a chunk (deterministic).
 pub(super) const LANES: usize = 8;
 
-/// Lane sums of `Σ m'·g`, `Σ m'²`, `Σ g²`, `Σ masked²`, `Σ dense²`.
-type LaneSums = [[f64; LANES]; 5];
+/// Lane sums of `Σ masked²`, `Σ dense²`.
+type LaneSums = [[f64; LANES]; 2];
 
 impl Kernel {
     fn new(u: &Update, cfg: &AdamWConfig) -> Self {
@@ -155,28 +127,22 @@ impl Kernel {
             eps: cfg.eps as f32,
             decay_mul: (-u.lr * cfg.weight_decay) as f32,
             decay,
-            sums: u.sums,
         }
     }
 
-    /// Whether θ changes under multiplier `mult` (else only the norms are summed).
-    fn changes(&self, mult: f64) -> bool {
-        mult != 0.0 || self.decay == Decay::Dense
-    }
-
-    fn movement(&self, mult: Option<f64>) -> Move {
+    /// How θ moves under multiplier `mult` (not at all when only a multiplied part would).
+    fn movement(&self, mult: f64) -> Move {
         match mult {
-            Some(m) if !self.changes(m) => Move::Keep,
-            None => Move::Keep,
-            Some(0.0) => Move::DenseOnly,
-            Some(1.0) => Move::Unit,
-            Some(_) => Move::Scaled,
+            0.0 if self.decay != Decay::Dense => Move::Keep,
+            0.0 => Move::DenseOnly,
+            1.0 => Move::Unit,
+            _ => Move::Scaled,
         }
     }
 
-    /// `g ← g·clip`, `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`: (g, m', v').
+    /// `g ← g·clip`, `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`: (m', v').
     #[inline(always)]
-    fn moments(&self, m: f32, v: f32, g: f32) -> (f32, f32, f32) {
+    fn moments(&self, m: f32, v: f32, g: f32) -> (f32, f32) {
         let grad = if self.scale_grad {
             g * self.clip + 0.0
         } else {
@@ -184,7 +150,7 @@ impl Kernel {
         };
         let m = (m * self.beta1 + 0.0) + (grad * self.one_minus_beta1 + 0.0);
         let v = (v * self.beta2 + 0.0) + ((grad * grad) * self.one_minus_beta2 + 0.0);
-        (grad, m, v)
+        (m, v)
     }
 
     /// One element's displacement: (masked part, dense part); the dense part is 0 unless the
@@ -220,11 +186,10 @@ impl Kernel {
         }
     }
 
-    /// One block of `LANES` elements of the moment pass, written as array loops of constant
-    /// length so that they vectorise; the squares are added into `lanes`.
-    #[allow(clippy::too_many_arguments)]
+    /// One block of `LANES` elements of the pass, written as array loops of constant length so
+    /// that they vectorise; the squares are added into `lanes`.
     #[inline(always)]
-    fn step_block<const DECAY: u8, const MOVE: u8, const SUMS: u8>(
+    fn step_block<const DECAY: u8, const MOVE: u8>(
         &self,
         theta: &mut [f32; LANES],
         m: &mut [f32; LANES],
@@ -233,28 +198,20 @@ impl Kernel {
         mult: f32,
         lanes: &mut LaneSums,
     ) {
-        let mut grad = [0f32; LANES];
         let mut masked = [0f32; LANES];
         let mut dense = [0f32; LANES];
         for l in 0..LANES {
-            (grad[l], m[l], v[l]) = self.moments(m[l], v[l], g[l]);
+            (m[l], v[l]) = self.moments(m[l], v[l], g[l]);
         }
         for l in 0..LANES {
             (masked[l], dense[l]) = self.displacement::<DECAY>(theta[l], m[l], v[l]);
         }
-        if SUMS == SUMS_ALL {
-            for l in 0..LANES {
-                lanes[0][l] += m[l] as f64 * grad[l] as f64;
-                lanes[1][l] += m[l] as f64 * m[l] as f64;
-                lanes[2][l] += grad[l] as f64 * grad[l] as f64;
-            }
-        }
         for l in 0..LANES {
-            lanes[3][l] += masked[l] as f64 * masked[l] as f64;
+            lanes[0][l] += masked[l] as f64 * masked[l] as f64;
         }
         if DECAY == DECAY_DENSE {
             for l in 0..LANES {
-                lanes[4][l] += dense[l] as f64 * dense[l] as f64;
+                lanes[1][l] += dense[l] as f64 * dense[l] as f64;
             }
         }
         if MOVE != MOVE_KEEP {
@@ -264,17 +221,17 @@ impl Kernel {
         }
     }
 
-    /// One chunk of the moment pass: m and v (and θ, unless `MOVE` keeps it) in place; the sums.
+    /// One chunk of the pass: m and v (and θ, unless `MOVE` keeps it) in place; the sums.
     #[inline(always)]
-    fn step_chunk<const DECAY: u8, const MOVE: u8, const SUMS: u8>(
+    fn step_chunk<const DECAY: u8, const MOVE: u8>(
         &self,
         theta: &mut [f32],
         m: &mut [f32],
         v: &mut [f32],
         g: &[f32],
         mult: f32,
-    ) -> [f64; 5] {
-        let mut lanes: LaneSums = [[0.0; LANES]; 5];
+    ) -> [f64; 2] {
+        let mut lanes: LaneSums = [[0.0; LANES]; 2];
         let (th_blocks, th_tail) = theta.as_chunks_mut::<LANES>();
         let (m_blocks, m_tail) = m.as_chunks_mut::<LANES>();
         let (v_blocks, v_tail) = v.as_chunks_mut::<LANES>();
@@ -285,7 +242,7 @@ impl Kernel {
             .zip(v_blocks)
             .zip(g_blocks);
         for (((th, m), v), g) in blocks {
-            self.step_block::<DECAY, MOVE, SUMS>(th, m, v, g, mult, &mut lanes);
+            self.step_block::<DECAY, MOVE>(th, m, v, g, mult, &mut lanes);
         }
         // The tail, padded to a block: padding elements are zero and add nothing.
         let mut tail = [[0f32; LANES]; 4];
@@ -295,8 +252,8 @@ impl Kernel {
         tail[2][..n].copy_from_slice(v_tail);
         tail[3][..n].copy_from_slice(g_tail);
         let [mut th, mut m, mut v, g] = tail;
-        let mut tail_lanes: LaneSums = [[0.0; LANES]; 5];
-        self.step_block::<DECAY, MOVE, SUMS>(&mut th, &mut m, &mut v, &g, mult, &mut tail_lanes);
+        let mut tail_lanes: LaneSums = [[0.0; LANES]; 2];
+        self.step_block::<DECAY, MOVE>(&mut th, &mut m, &mut v, &g, mult, &mut tail_lanes);
         th_tail.copy_from_slice(&th[..n]);
         m_tail.copy_from_slice(&m[..n]);
         v_tail.copy_from_slice(&v[..n]);
@@ -306,21 +263,6 @@ impl Kernel {
             }
         }
         lanes.map(|l| l.iter().sum())
-    }
-
-    /// One chunk of the weight pass (after the moment pass): θ in place.
-    #[inline(always)]
-    fn apply_chunk<const DECAY: u8, const MOVE: u8>(
-        &self,
-        theta: &mut [f32],
-        m: &[f32],
-        v: &[f32],
-        mult: f32,
-    ) {
-        for ((th, &m), &v) in theta.iter_mut().zip(m).zip(v) {
-            let (masked, dense) = self.displacement::<DECAY>(*th, m, v);
-            *th = Self::moved::<DECAY, MOVE>(*th, masked, dense, mult);
-        }
     }
 
     /// `f` instantiated for this tensor's decay case and movement.
@@ -353,8 +295,6 @@ impl Kernel {
     }
 }
 
-const SUMS_DISPLACEMENT: u8 = 1;
-const SUMS_ALL: u8 = 2;
 const DECAY_NONE: u8 = 0;
 const DECAY_MASKED: u8 = 1;
 const DECAY_DENSE: u8 = 2;
@@ -363,8 +303,8 @@ const MOVE_DENSE_ONLY: u8 = 1;
 const MOVE_UNIT: u8 = 2;
 const MOVE_SCALED: u8 = 3;
 
-/// One chunk of the moment pass, for [`vectorized`].
-struct StepChunk<'a, const DECAY: u8, const MOVE: u8, const SUMS: u8> {
+/// One chunk of the pass, for [`vectorized`].
+struct StepChunk<'a, const DECAY: u8, const MOVE: u8> {
     kernel: &'a Kernel,
     theta: &'a mut [f32],
     m: &'a mut [f32],
@@ -373,34 +313,14 @@ struct StepChunk<'a, const DECAY: u8, const MOVE: u8, const SUMS: u8> {
     mult: f32,
 }
 
-impl<const DECAY: u8, const MOVE: u8, const SUMS: u8> HotLoop for StepChunk<'_, DECAY, MOVE, SUMS> {
-    type Output = [f64; 5];
+impl<const DECAY: u8, const MOVE: u8> HotLoop for StepChunk<'_, DECAY, MOVE> {
+    type Output = [f64; 2];
 
     #[inline(always)]
-    fn run(self) -> [f64; 5] {
+    fn run(self) -> [f64; 2] {
         let (theta, m, v, g) = (self.theta, self.m, self.v, self.g);
         self.kernel
-            .step_chunk::<DECAY, MOVE, SUMS>(theta, m, v, g, self.mult)
-    }
-}
-
-/// One chunk of the weight pass, for [`vectorized`].
-struct ApplyChunk<'a, const DECAY: u8, const MOVE: u8> {
-    kernel: &'a Kernel,
-    theta: &'a mut [f32],
-    m: &'a [f32],
-    v: &'a [f32],
-    mult: f32,
-}
-
-impl<const DECAY: u8, const MOVE: u8> HotLoop for ApplyChunk<'_, DECAY, MOVE> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        let (theta, m, v) = (self.theta, self.m, self.v);
-        self.kernel
-            .apply_chunk::<DECAY, MOVE>(theta, m, v, self.mult)
+            .step_chunk::<DECAY, MOVE>(theta, m, v, g, self.mult)
     }
 }
 
@@ -409,9 +329,8 @@ trait Specialized<R> {
     fn call<const DECAY: u8, const MOVE: u8>(self) -> R;
 }
 
-/// The moments of one tensor (and, given `mult`, its weight) updated in place in one pass over
-/// θ, m, v and the gradient: returns the sums. `mult = None` leaves θ for [`apply`] (Magma,
-/// whose multiplier needs this pass's cosine); a multiplier under which θ does not change skips
+/// The moments and the weight of one tensor updated in place in one pass over θ, m, v and the
+/// gradient: returns the displacement sums. A multiplier under which θ does not change skips
 /// its writes. `None` unless all four are contiguous f32 CPU tensors of one size.
 pub(crate) fn step(
     theta: &Tensor,
@@ -419,7 +338,6 @@ pub(crate) fn step(
     v: &Tensor,
     grad: &Tensor,
     u: &Update,
-    mult: Option<f64>,
     cfg: &AdamWConfig,
 ) -> Result<Option<Sums>> {
     let n = theta.elem_count();
@@ -427,8 +345,8 @@ pub(crate) fn step(
         return Ok(None);
     }
     let kernel = Kernel::new(u, cfg);
-    let movement = kernel.movement(mult);
-    let mult = mult.unwrap_or(1.0) as f32;
+    let movement = kernel.movement(u.mult);
+    let mult = u.mult as f32;
     let run = |th: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
         struct Pass<'a> {
             kernel: &'a Kernel,
@@ -438,16 +356,16 @@ pub(crate) fn step(
             g: &'a [f32],
             mult: f32,
         }
-        impl Pass<'_> {
-            fn chunks<const DECAY: u8, const MOVE: u8, const SUMS: u8>(self) -> Sums {
-                let chunks: Vec<[f64; 5]> = self
+        impl Specialized<Sums> for Pass<'_> {
+            fn call<const DECAY: u8, const MOVE: u8>(self) -> Sums {
+                let chunks: Vec<[f64; 2]> = self
                     .th
                     .par_chunks_mut(CHUNK)
                     .zip(self.m.par_chunks_mut(CHUNK))
                     .zip(self.v.par_chunks_mut(CHUNK))
                     .zip(self.g.par_chunks(CHUNK))
                     .map(|(((th, m), v), g)| {
-                        vectorized(StepChunk::<DECAY, MOVE, SUMS> {
+                        vectorized(StepChunk::<DECAY, MOVE> {
                             kernel: self.kernel,
                             theta: th,
                             m,
@@ -458,14 +376,6 @@ pub(crate) fn step(
                     })
                     .collect();
                 Sums::total(&chunks)
-            }
-        }
-        impl Specialized<Sums> for Pass<'_> {
-            fn call<const DECAY: u8, const MOVE: u8>(self) -> Sums {
-                match self.kernel.sums {
-                    SumsNeeded::Displacement => self.chunks::<DECAY, MOVE, SUMS_DISPLACEMENT>(),
-                    SumsNeeded::All => self.chunks::<DECAY, MOVE, SUMS_ALL>(),
-                }
             }
         }
         let pass = Pass {
@@ -502,57 +412,4 @@ fn with_step_slices<R>(
         .transpose()?
         .flatten()
         .flatten())
-}
-
-/// The weight pass after [`step`] with `mult = None`: `θ + mult·masked + dense` in place, from
-/// the new moments. Returns false (nothing done) unless θ, m, v are contiguous f32 on the CPU.
-pub(crate) fn apply(
-    theta: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    u: &Update,
-    mult: f64,
-    cfg: &AdamWConfig,
-) -> Result<bool> {
-    let kernel = Kernel::new(u, cfg);
-    let movement = kernel.movement(Some(mult));
-    if movement == Move::Keep {
-        return Ok(with_f32(theta, |_| ()).is_some());
-    }
-    let run = |th: &mut [f32], m: &[f32], v: &[f32]| {
-        struct Pass<'a> {
-            kernel: &'a Kernel,
-            th: &'a mut [f32],
-            m: &'a [f32],
-            v: &'a [f32],
-            mult: f32,
-        }
-        impl Specialized<()> for Pass<'_> {
-            fn call<const DECAY: u8, const MOVE: u8>(self) {
-                self.th
-                    .par_chunks_mut(CHUNK)
-                    .zip(self.m.par_chunks(CHUNK))
-                    .zip(self.v.par_chunks(CHUNK))
-                    .for_each(|((th, m), v)| {
-                        vectorized(ApplyChunk::<DECAY, MOVE> {
-                            kernel: self.kernel,
-                            theta: th,
-                            m,
-                            v,
-                            mult: self.mult,
-                        })
-                    });
-            }
-        }
-        let pass = Pass {
-            kernel: &kernel,
-            th,
-            m,
-            v,
-            mult: mult as f32,
-        };
-        kernel.dispatch(movement, pass)
-    };
-    let done = with_f32_mut(theta, |th| with_f32(m, |m| with_f32(v, |v| run(th, m, v))))?;
-    Ok(done.flatten().flatten().is_some())
 }

@@ -29,6 +29,11 @@ fn is_cpu_f32(t: &Tensor) -> bool {
     !forced_off() && t.dtype() == DType::F32 && t.device().is_cpu()
 }
 
+/// Whether `t` is a contiguous f32 CPU tensor (the kind [`with_f32_mut`] and [`with_f32`] take).
+pub(crate) fn is_host_f32(t: &Tensor) -> bool {
+    is_cpu_f32(t) && t.is_contiguous()
+}
+
 /// Run `f` on the f32 data of a contiguous CPU tensor; `None` for anything else.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if !is_cpu_f32(t) {

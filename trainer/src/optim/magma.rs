@@ -100,6 +100,22 @@ pub fn cosine(m: &Tensor, g: &Tensor) -> Result<f64> {
     Ok((dot / (nm * ng)).clamp(-1.0, 1.0))
 }
 
+/// `cos(m', c·g)` with `m' = β1·m + (1−β1)·c·g` (the moment the step is about to write), from
+/// sums over the moment `m` before the step and the raw gradient `g`: `Σ g²`, `Σ m·g`, `Σ m²`
+/// (the expansion of the three sums in `c`). Lets the step know the cosine, hence the
+/// multiplier, before its one pass over the tensor. As [`cosine`]: 0 when either norm is 0.
+pub fn cosine_from_sums(gg: f64, mg: f64, mm: f64, clip: f64, beta1: f64) -> f64 {
+    let (b, a) = (beta1, (1.0 - beta1) * clip);
+    let dot = clip * (b * mg + a * gg);
+    // Σ m'² ≥ 0 exactly (Cauchy–Schwarz); rounding could dip below where m' ≈ 0.
+    let mm_new = (b * b * mm + 2.0 * a * b * mg + a * a * gg).max(0.0);
+    let (nm, ng) = (mm_new.sqrt(), clip.abs() * gg.sqrt());
+    if nm == 0.0 || ng == 0.0 || !(nm * ng).is_finite() {
+        return 0.0;
+    }
+    (dot / (nm * ng)).clamp(-1.0, 1.0)
+}
+
 /// Scalar of a 0-dim float tensor as f64, whatever its dtype.
 pub(crate) trait ScalarF64 {
     fn to_scalar_f64(&self) -> Result<f64>;
@@ -185,6 +201,36 @@ mod tests {
         assert!((c32 - c).abs() < 1e-6);
         let z = Tensor::zeros(257, DType::F64, &dev).unwrap();
         assert_eq!(cosine(&z, &g).unwrap(), 0.0);
+    }
+
+    /// The cosine from the pre-step sums equals the cosine of the updated moment and the
+    /// clipped gradient.
+    #[test]
+    fn cosine_from_sums_equals_the_cosine_of_the_new_moment() {
+        let dev = Device::Cpu;
+        let mut rng = SplitMix64::new(5);
+        let mut vecn = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.normal()).collect() };
+        let (m, g) = (vecn(301), vecn(301));
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for (clip, beta1) in [(1.0, 0.9), (0.37, 0.9), (2.5, 0.5), (1.0, 0.0)] {
+            let m_new: Vec<f64> = m
+                .iter()
+                .zip(&g)
+                .map(|(m, g)| beta1 * m + (1.0 - beta1) * clip * g)
+                .collect();
+            let gc: Vec<f64> = g.iter().map(|g| clip * g).collect();
+            let t = |v: &[f64]| Tensor::from_slice(v, v.len(), &dev).unwrap();
+            let expect = cosine(&t(&m_new), &t(&gc)).unwrap();
+            let got = cosine_from_sums(dot(&g, &g), dot(&m, &g), dot(&m, &m), clip, beta1);
+            assert!(
+                (got - expect).abs() < 1e-12,
+                "clip {clip} β1 {beta1}: {got} vs {expect}"
+            );
+        }
+        // First step (m = 0): m' ∥ g.
+        assert!((cosine_from_sums(4.0, 0.0, 0.0, 0.5, 0.9) - 1.0).abs() < 1e-15);
+        assert_eq!(cosine_from_sums(0.0, 0.0, 3.0, 1.0, 0.9), 0.0);
+        assert_eq!(cosine_from_sums(1.0, 0.0, 0.0, 1.0, 1.0), 0.0);
     }
 
     // §4.2.5 (rate; the stream's restore is tested with the optimizer state)

@@ -15,6 +15,7 @@ mod state;
 mod stats;
 mod sum_sq;
 mod update;
+mod zeros;
 
 use std::time::Instant;
 
@@ -30,7 +31,8 @@ pub use stats::{MagmaStats, OptimStats};
 use crate::error::{Result, TrainerError};
 use crate::rng::SplitMix64;
 use stats::StepSums;
-use update::{update_tensor, StepCtx};
+use sum_sq::GradSums;
+use update::StepCtx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,8 +93,8 @@ pub struct ParamState {
 impl ParamState {
     fn new(name: String, var: Var, config: &OptimizerConfig) -> Result<Self> {
         let state_dtype = adamw::state_dtype(var.dtype());
-        let first_moment = Tensor::zeros(var.shape(), state_dtype, var.device())?;
-        let second_moment = first_moment.zeros_like()?;
+        let first_moment = zeros::written_zeros(var.shape(), state_dtype, var.device())?;
+        let second_moment = zeros::written_zeros(var.shape(), state_dtype, var.device())?;
         let master = if var.dtype() == state_dtype {
             None
         } else {
@@ -195,7 +197,8 @@ impl Optimizer {
                 self.params.len()
             )));
         }
-        let pre = global_norm(grads)?;
+        let grad_sums = self.grad_sums(grads)?;
+        let pre = grad_sums.iter().flatten().map(|s| s.gg).sum::<f64>().sqrt();
         let mut stats = OptimStats {
             lr: self.next_lr(),
             grad_norm_pre_clip: pre,
@@ -212,7 +215,7 @@ impl Optimizer {
         };
         stats.grad_norm_post_clip = pre * clip;
         self.steps_taken += 1;
-        let sums = self.update_all(grads, stats.lr, clip)?;
+        let sums = self.update_all(grads, &grad_sums, stats.lr, clip)?;
         stats.update_rms_ratio = sums.update_rms_ratio();
         if self.config.kind != OptimizerKind::AdamW {
             stats.magma = Some(self.magma_stats(&sums));
@@ -221,8 +224,35 @@ impl Optimizer {
         Ok(stats)
     }
 
-    /// Every tensor's mask draw and update, at step `steps_taken`.
-    fn update_all(&mut self, grads: &[Option<Tensor>], lr: f64, clip: f64) -> Result<StepSums> {
+    /// Every gradient's sums (`None` where there is none): `Σ g²` for the global norm, with
+    /// `Σ m·g`, `Σ m²` for a fused Magma tensor's cosine.
+    fn grad_sums(&self, grads: &[Option<Tensor>]) -> Result<Vec<Option<GradSums>>> {
+        let items: Vec<(&Tensor, Option<&Tensor>)> = self
+            .params
+            .iter()
+            .zip(grads)
+            .filter_map(|(p, g)| {
+                let g = g.as_ref()?;
+                let with_m = update::needs_alignment_sums(p, g, &self.config);
+                Some((g, with_m.then_some(&p.first_moment)))
+            })
+            .collect();
+        let mut sums = sum_sq::grad_sums(&items)?.into_iter();
+        Ok(grads
+            .iter()
+            .map(|g| g.as_ref().and_then(|_| sums.next()))
+            .collect())
+    }
+
+    /// Every tensor's mask draw and update, at step `steps_taken`: the composed ones in turn,
+    /// then the fused ones in one parallel pass.
+    fn update_all(
+        &mut self,
+        grads: &[Option<Tensor>],
+        grad_sums: &[Option<GradSums>],
+        lr: f64,
+        clip: f64,
+    ) -> Result<StepSums> {
         let ctx = StepCtx {
             lr,
             t: self.steps_taken,
@@ -230,7 +260,8 @@ impl Optimizer {
             cfg: &self.config,
         };
         let mut sums = StepSums::default();
-        for (p, grad) in self.params.iter_mut().zip(grads) {
+        let mut jobs = Vec::new();
+        for ((p, grad), grad_sums) in self.params.iter_mut().zip(grads).zip(grad_sums) {
             // Draw every masked tensor's z every step, gradient or not: the stream stays aligned.
             let z = if p.masked {
                 self.mask_draws += 1;
@@ -240,10 +271,11 @@ impl Optimizer {
                 sums.unmasked_params += p.var.elem_count();
                 None
             };
-            if let Some(grad) = grad {
-                update_tensor(p, grad, z, &ctx, &mut sums)?;
+            if let (Some(grad), Some(grad_sums)) = (grad, grad_sums) {
+                jobs.extend(update::prepare(p, grad, z, grad_sums, &ctx, &mut sums)?);
             }
         }
+        update::run_fused(&jobs, &ctx.cfg.adamw, &mut sums)?;
         Ok(sums)
     }
 
@@ -252,15 +284,6 @@ impl Optimizer {
         let draws: Vec<bool> = self.params.iter().filter_map(|p| p.last_mask).collect();
         MagmaStats::new(self.config.kind, &self.config.magma, &scores, &draws, sums)
     }
-}
-
-/// `‖g‖₂` over all gradients, accumulated in f64.
-fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
-    let mut sum_sq = 0.0;
-    for g in grads.iter().flatten() {
-        sum_sq += sum_sq::sum_sq(g)?;
-    }
-    Ok(sum_sq.sqrt())
 }
 
 #[cfg(test)]

@@ -1,17 +1,22 @@
 //! One parameter tensor's update within an optimizer step: the moments, the Magma / SkipUpdate
-//! multiplier of the masked part, and the new weight, by the fused in-place CPU passes where
-//! they apply (`fused.rs`) or else by composed candle ops (`adamw.rs`). Both give the same bits.
+//! multiplier of the masked part, and the new weight, by the fused in-place CPU pass where it
+//! applies (`fused.rs`) or else by composed candle ops (`adamw.rs`). Both give the same bits.
+//! A fused update is prepared here (its multiplier fixed) and run with the step's other fused
+//! updates in one parallel pass ([`run_fused`]), so that no core waits at each tensor's end.
 //!
 //! Owns the order of a tensor's update. Must not know other tensors, the global norm or the mask
-//! stream: the step hands it the clip factor and this tensor's draw.
+//! stream: the step hands it the clip factor, this tensor's draw and its gradient sums.
 
 use std::time::Instant;
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 
+use super::host_f32::is_host_f32;
 use super::magma::{self, ScalarF64};
 use super::stats::StepSums;
-use super::{adamw, fused, OptimizerConfig, OptimizerKind, ParamState};
+use super::sum_sq::GradSums;
+use super::{adamw, fused, AdamWConfig, OptimizerConfig, OptimizerKind, ParamState};
 use crate::error::{Result, TrainerError};
 
 /// What every tensor of a step shares.
@@ -24,18 +29,65 @@ pub(super) struct StepCtx<'a> {
     pub cfg: &'a OptimizerConfig,
 }
 
-/// Update `p` for gradient `grad` and mask draw `z` (`None`: unmasked tensor).
-pub(super) fn update_tensor(
+/// Whether `p`'s update for `grad` takes the fused CPU pass: an f32 weight (no master copy)
+/// with θ, m, v and the gradient contiguous f32 on the CPU, all of one size.
+pub(super) fn fuses(p: &ParamState, grad: &Tensor) -> bool {
+    let n = p.var.elem_count();
+    let (m, v) = (&p.first_moment, &p.second_moment);
+    p.master.is_none()
+        && [p.var.as_tensor(), m, v, grad]
+            .iter()
+            .all(|t| is_host_f32(t) && t.elem_count() == n)
+}
+
+/// Whether the gradient-norm pass must also sum `p`'s first moment against `grad`: the cosine
+/// of a fused masked Magma tensor comes from those sums.
+pub(super) fn needs_alignment_sums(p: &ParamState, grad: &Tensor, cfg: &OptimizerConfig) -> bool {
+    p.masked && cfg.kind == OptimizerKind::Magma && fuses(p, grad)
+}
+
+/// A fused update, its multiplier fixed, for [`run_fused`].
+pub(super) struct FusedJob {
+    name: String,
+    theta: Tensor,
+    m: Tensor,
+    v: Tensor,
+    grad: Tensor,
+    update: fused::Update,
+}
+
+/// Update `p` for gradient `grad` and mask draw `z` (`None`: unmasked tensor), given its
+/// gradient-norm pass sums: by composed ops here, or returned as a job for the fused pass.
+pub(super) fn prepare(
     p: &mut ParamState,
     grad: &Tensor,
     z: Option<bool>,
+    grad_sums: &GradSums,
     ctx: &StepCtx,
     sums: &mut StepSums,
-) -> Result<()> {
+) -> Result<Option<FusedJob>> {
     let decay_masked = ctx.cfg.magma.mask_weight_decay || !p.masked;
-    // f32 weights on the CPU: fused in-place passes (bit-identical moments and weights).
-    if p.master.is_none() && update_fused(p, grad, z, decay_masked, ctx, sums)? {
-        return Ok(());
+    if fuses(p, grad) {
+        let beta1 = ctx.cfg.adamw.beta1;
+        let GradSums { gg, mg, mm } = *grad_sums;
+        let cosine = |_: &ParamState| Ok(magma::cosine_from_sums(gg, mg, mm, ctx.clip, beta1));
+        let mult = multiplier(p, z, cosine, ctx, sums)?;
+        record_draw(p, z, mult, sums);
+        return Ok(Some(FusedJob {
+            name: p.name.clone(),
+            theta: p.var.as_detached_tensor(),
+            m: p.first_moment.clone(),
+            v: p.second_moment.clone(),
+            grad: grad.clone(),
+            update: fused::Update {
+                lr: ctx.lr,
+                t: ctx.t,
+                clip: ctx.clip,
+                decay: p.decay,
+                decay_masked,
+                mult,
+            },
+        }));
     }
     let clipped_grad = update_moments(p, grad, ctx)?;
     let mult = multiplier(
@@ -46,65 +98,27 @@ pub(super) fn update_tensor(
         sums,
     )?;
     record_draw(p, z, mult, sums);
-    apply_composed(p, mult, decay_masked, ctx, sums)
+    apply_composed(p, mult, decay_masked, ctx, sums)?;
+    Ok(None)
 }
 
-/// The fused CPU update: one in-place pass when the multiplier is known up front, two for a
-/// masked Magma tensor (its multiplier needs the pass's cosine). False (nothing done) unless
-/// θ, m, v and the gradient are contiguous f32 on the CPU.
-fn update_fused(
-    p: &mut ParamState,
-    grad: &Tensor,
-    z: Option<bool>,
-    decay_masked: bool,
-    ctx: &StepCtx,
-    sums: &mut StepSums,
-) -> Result<bool> {
-    let needs_cosine = z.is_some() && ctx.cfg.kind == OptimizerKind::Magma;
-    // Plain AdamW would need no sums at all (its update ratio is 1), but measured on an
-    // AVX-512 EPYC the sum-free loop runs ~1.6x slower than the one with the displacement sums
-    // (the compiler schedules the pure streaming loop worse), so AdamW keeps them.
-    let sums_needed = if needs_cosine {
-        fused::SumsNeeded::All
-    } else {
-        fused::SumsNeeded::Displacement
-    };
-    let update = fused::Update {
-        lr: ctx.lr,
-        t: ctx.t,
-        clip: ctx.clip,
-        decay: p.decay,
-        decay_masked,
-        sums: sums_needed,
-    };
-    let known_mult = if needs_cosine {
-        None
-    } else {
-        Some(multiplier(p, z, |_| Ok(0.0), ctx, sums)?)
-    };
-    let theta = p.var.as_detached_tensor();
-    let (m, v) = (&p.first_moment, &p.second_moment);
-    let adamw = &ctx.cfg.adamw;
-    let Some(pass) = fused::step(&theta, m, v, grad, &update, known_mult, adamw)? else {
-        return Ok(false);
-    };
-    let mult = match known_mult {
-        Some(mult) => mult,
-        None => {
-            let mult = multiplier(p, z, |_| Ok(pass.cosine()), ctx, sums)?;
-            let (m, v) = (&p.first_moment, &p.second_moment);
-            if !fused::apply(&theta, m, v, &update, mult, adamw)? {
-                return Err(TrainerError::Optimizer(format!(
-                    "{}: the weight pass could not follow the moment pass",
-                    p.name
-                )));
-            }
-            mult
-        }
-    };
-    record_draw(p, z, mult, sums);
-    sums.add_displacement(pass.masked_sq, pass.dense_sq, mult);
-    Ok(true)
+/// The fused updates, all tensors in one parallel pass (each also chunk-parallel inside); their
+/// displacement sums are added in order.
+pub(super) fn run_fused(jobs: &[FusedJob], cfg: &AdamWConfig, sums: &mut StepSums) -> Result<()> {
+    let passes = jobs
+        .par_iter()
+        .map(|j| fused::step(&j.theta, &j.m, &j.v, &j.grad, &j.update, cfg))
+        .collect::<Result<Vec<_>>>()?;
+    for (job, pass) in jobs.iter().zip(passes) {
+        let Some(pass) = pass else {
+            return Err(TrainerError::Optimizer(format!(
+                "{}: the fused pass did not apply to its tensors",
+                job.name
+            )));
+        };
+        sums.add_displacement(pass.masked_sq, pass.dense_sq, job.update.mult);
+    }
+    Ok(())
 }
 
 /// Keep a masked tensor's draw and the multiplier it led to.
