@@ -40,7 +40,9 @@ pub(crate) struct Update {
 }
 
 /// The sums one tensor's pass returns: `Σ masked²`, `Σ dense²` of the displacement (the
-/// update-ratio statistic).
+/// update-ratio statistic). Plain AdamW would need none (its ratio is 1), but its loop without
+/// them measured slower (~20% on the 2-core Ice Lake Xeon, ~1.6× on an AVX-512 EPYC: the
+/// compiler schedules the pure streaming loop worse), so every pass computes them.
 #[derive(Default, Debug)]
 pub(crate) struct Sums {
     pub masked_sq: f64,
