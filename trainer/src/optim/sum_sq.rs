@@ -25,9 +25,14 @@ pub(crate) struct GradSums {
     pub mm: f64,
 }
 
-/// The sums of every gradient, each with its first moment where one is given, in order.
+/// The sums of every gradient, each with its first moment where one is given, in order: CPU
+/// tensors in parallel, device tensors one by one on this thread (as the step's other ops).
 pub(crate) fn grad_sums(items: &[(&Tensor, Option<&Tensor>)]) -> Result<Vec<GradSums>> {
-    items.par_iter().map(|&(g, m)| tensor_sums(g, m)).collect()
+    if items.iter().all(|(g, _)| g.device().is_cpu()) {
+        items.par_iter().map(|&(g, m)| tensor_sums(g, m)).collect()
+    } else {
+        items.iter().map(|&(g, m)| tensor_sums(g, m)).collect()
+    }
 }
 
 /// `Σ g²` (and with `m`, `Σ m·g` and `Σ m²`) of one tensor.
