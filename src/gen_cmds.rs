@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::common::{input_ids, read_jsonl, ModelArgs};
 use crate::prompt_fit::{fit, OnLongPrompt, Prompt, PromptLimit};
 use crate::tools::cli::ToolArgs;
-use crate::tools::render::{encode_prompt, ToolFormat};
+use crate::tools::render::{encode_prompt, CallSyntax, ToolFormat};
 use crate::tools::rollout::{generate_with_tools, ToolStats};
 use crate::tools::Tools;
 
@@ -157,6 +157,11 @@ fn tool_setup(args: &GenerateArgs, loaded: &LoadedModel, chat: bool) -> Result<O
         eprintln!(
             "rlvr: this chat template renders no tools; tools go into a system message and \
              results into `tool` turns in the Hermes/Qwen2.5 form"
+        );
+    } else if let CallSyntax::BareJson { .. } = tools.1.syntax() {
+        eprintln!(
+            "rlvr: this chat template writes tool calls as bare JSON turns (Llama 3); a turn \
+             that is no call ends the sample"
         );
     }
     Ok(Some(tools))

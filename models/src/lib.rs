@@ -23,6 +23,7 @@ pub mod rng;
 pub mod rowstats;
 pub mod simd;
 pub mod source;
+mod template_json;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokenizer;

@@ -209,9 +209,11 @@ impl TextTokenizer {
 
     /// [`TextTokenizer::apply_chat_template`] with transformers' `tools=[…]` (JSON schemas)
     /// passed to the template as `tools`; a template that does not use them ignores them.
-    pub fn apply_chat_template_with_tools(
+    /// Messages are [`ChatMessage`]s or any serializable messages (e.g. JSON objects with
+    /// `tool_calls`).
+    pub fn apply_chat_template_with_tools<M: Serialize>(
         &self,
-        messages: &[ChatMessage],
+        messages: &[M],
         tools: Option<&Value>,
         add_generation_prompt: bool,
     ) -> Result<String> {
@@ -315,9 +317,9 @@ pub fn render_chat_template(
 }
 
 /// [`render_chat_template`] with `tools` (a list of JSON schemas, or none: `None` in jinja).
-pub fn render_chat_template_with_tools(
+pub fn render_chat_template_with_tools<M: Serialize>(
     template: &str,
-    messages: &[ChatMessage],
+    messages: &[M],
     tools: Option<&Value>,
     add_generation_prompt: bool,
     bos_token: &str,
@@ -336,6 +338,7 @@ pub fn render_chat_template_with_tools(
             ))
         },
     );
+    env.add_filter("tojson", crate::template_json::tojson);
     env.add_function("strftime_now", |fmt: String| -> String {
         // Templates use it for "today's date" lines; a fixed clock keeps rendering reproducible
         // only if the caller wants that, so use the real date.

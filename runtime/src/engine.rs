@@ -98,7 +98,8 @@ pub struct EngineStats {
     pub decode_ops: u64,
     #[serde(default)]
     pub decode_layer_ops: u64,
-    /// Samples that paused for the environment, and tokens it inserted on resume.
+    /// Pauses (for the environment, or at a turn end that the caller then finished), and tokens
+    /// the environment inserted on resume.
     #[serde(default)]
     pub pauses: u64,
     #[serde(default)]
@@ -595,8 +596,9 @@ impl Engine {
         Some(max.saturating_sub(seq.generated().len() + 1))
     }
 
-    /// End a paused sample with `reason` (e.g. the turn limit was reached): its blocks go back to
-    /// the pool and its completion comes out.
+    /// End a paused sample with `reason` (e.g. the turn limit was reached, or `Eos` for a turn
+    /// that paused on an end-of-turn token but was no tool call): its blocks go back to the pool
+    /// and its completion comes out, as it would have from a run that stopped there.
     pub fn finish_paused(
         &mut self,
         request: usize,
@@ -623,11 +625,19 @@ impl Engine {
 
     fn finish_reason(&self, seq: &Sequence, token: u32) -> Option<FinishReason> {
         let params = &self.requests[seq.request].params;
-        if !params.ignore_eos && params.stop_token_ids.contains(&token) {
+        // Pause sequences first: one that ends in a stop token (Llama 3's `<|eot_id|>`) pauses,
+        // and the caller decides (resume, or `finish_paused` with `Eos`).
+        if params
+            .pause_token_seqs
+            .iter()
+            .any(|p| seq.turn().ends_with(p))
+        {
+            Some(FinishReason::ToolCall)
+        } else if !params.ignore_eos && params.stop_token_ids.contains(&token) {
             Some(FinishReason::Eos)
         } else if !params.stop_strings.is_empty() && self.stop_string_hit(seq).is_some() {
             Some(FinishReason::Stop)
-        } else if self.pause_hit(seq) {
+        } else if self.pause_string_hit(seq) {
             Some(FinishReason::ToolCall)
         } else if seq.generated().len() >= params.max_new_tokens {
             Some(FinishReason::Length)
@@ -643,17 +653,13 @@ impl Engine {
         }
     }
 
-    /// Whether the model's current turn ends with a pause sequence or holds a pause string.
-    fn pause_hit(&self, seq: &Sequence) -> bool {
+    /// Whether the text of the model's current turn holds a pause string.
+    fn pause_string_hit(&self, seq: &Sequence) -> bool {
         let params = &self.requests[seq.request].params;
-        let turn = seq.turn();
-        if params.pause_token_seqs.iter().any(|p| turn.ends_with(p)) {
-            return true;
-        }
         if params.pause_strings.is_empty() {
             return false;
         }
-        let Ok(text) = self.text_of(turn) else {
+        let Ok(text) = self.text_of(seq.turn()) else {
             return false;
         };
         params

@@ -35,10 +35,16 @@ pub struct SamplingParams {
     /// Token-id sequences that pause a sample instead of ending it (e.g. the ids of a tool
     /// call's closing tag): the sample comes out with [`FinishReason::ToolCall`], keeps its KV
     /// blocks, and continues after [`Engine::resume`] appends the environment's tokens. Matched
-    /// against the tokens the model generated since it last (re)started.
+    /// against the tokens the model generated since it last (re)started, before the stop tokens:
+    /// a pause sequence ending in a stop token (Llama 3's `<|eot_id|>`, which ends every turn)
+    /// pauses there, and the caller decides whether the turn was a tool call (resume) or the
+    /// end ([`Engine::finish_paused`] with [`FinishReason::Eos`]: the same completion as a run
+    /// that stopped there).
     ///
     /// [`FinishReason::ToolCall`]: crate::FinishReason::ToolCall
+    /// [`FinishReason::Eos`]: crate::FinishReason::Eos
     /// [`Engine::resume`]: crate::Engine::resume
+    /// [`Engine::finish_paused`]: crate::Engine::finish_paused
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pause_token_seqs: Vec<Vec<u32>>,
     /// Strings that pause a sample as `pause_token_seqs` do (e.g. `"</tool_call>"`), matched in

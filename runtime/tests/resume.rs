@@ -240,3 +240,64 @@ fn resume_errors_leave_the_sample_paused() {
         .all(|c| c.finish_reason == FinishReason::ToolCall));
     assert_eq!((e.num_paused(), e.free_blocks()), (0, 64));
 }
+
+/// A pause on a token that is also a stop token (Llama 3's `<|eot_id|>` ends every turn, call or
+/// answer): the sample pauses instead of finishing, and a caller that finds no call there ends
+/// it with `Eos`. That completion is exactly the one of a run that simply stopped at the token
+/// (tokens, log-probs, entropies, text), and its blocks go back to the pool.
+#[test]
+fn a_pause_on_a_stop_token_then_finish_equals_stopping_there() {
+    let model = tiny();
+    let mut probe = Engine::new(model.clone(), None, engine_config(4, 64)).unwrap();
+    let g = probe
+        .generate(requests(&SamplingParams::greedy(12), 1))
+        .unwrap();
+    let greedy = SamplingParams::greedy(12);
+    let sampled = SamplingParams {
+        temperature: 1.0,
+        seed: 3,
+        ..SamplingParams::greedy(12)
+    };
+    for (mut params, n) in [(greedy, 1), (sampled, 3)] {
+        params.stop_token_ids = vec![g[0].token_ids[3], g[1].token_ids[2]];
+        let mut plain = Engine::new(model.clone(), None, engine_config(4, 64)).unwrap();
+        let want = plain.generate(requests(&params, n)).unwrap();
+        params.pause_token_seqs = params.stop_token_ids.iter().map(|&t| vec![t]).collect();
+        let mut e = Engine::new(model.clone(), None, engine_config(4, 64)).unwrap();
+        for r in requests(&params, n) {
+            e.add_request(r).unwrap();
+        }
+        let mut got = vec![];
+        while e.has_unfinished() {
+            for c in e.step().unwrap() {
+                if c.finish_reason != FinishReason::ToolCall {
+                    got.push(c);
+                    continue;
+                }
+                let stop = *c.token_ids.last().unwrap();
+                assert!(
+                    params.stop_token_ids.contains(&stop),
+                    "paused at a stop token"
+                );
+                let done = e
+                    .finish_paused(c.request_index, c.sample_index, FinishReason::Eos)
+                    .unwrap();
+                got.push(done);
+            }
+        }
+        got.sort_by_key(|c| (c.request_index, c.sample_index));
+        assert_eq!(got.len(), want.len());
+        let paused = want.iter().filter(|c| c.finish_reason == FinishReason::Eos);
+        assert!(paused.count() >= 2, "the stop tokens were hit");
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a, b, "paused-then-finished equals stopped");
+        }
+        let eos = got.iter().filter(|c| c.finish_reason == FinishReason::Eos);
+        assert_eq!(
+            e.stats().pauses as usize,
+            eos.count(),
+            "each stop was a pause"
+        );
+        assert_eq!((e.num_paused(), e.free_blocks()), (0, 64));
+    }
+}

@@ -1,7 +1,8 @@
 //! Tools for multi-turn rollouts: the model writes a call, the environment runs it and answers,
 //! the model continues (issue 21).
 //!
-//! - [`call`]: the Hermes / Qwen2.5 `<tool_call>{…}</tool_call>` syntax.
+//! - [`call`]: the call syntaxes: Hermes / Qwen2.5 `<tool_call>{…}</tool_call>`, Llama 3's
+//!   bare JSON turn; [`syntax`]: which one a chat template defines.
 //! - [`calculator`]: the built-in exact calculator; [`external`]: commands speaking JSON.
 //! - [`render`]: tools and tool results in the model's chat format (the template's own `tools`
 //!   and `tool` role where it has them, else the Hermes/Qwen2.5 form).
@@ -18,10 +19,13 @@ pub mod external;
 mod learn_tests;
 pub mod render;
 pub mod rollout;
+pub mod syntax;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_llama3;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,11 +188,11 @@ impl ToolBox {
         self.tools.iter().map(|t| t.spec()).collect()
     }
 
-    /// Run the last call in `turn` (the model's text since its turn began). Every failure
-    /// (unreadable call, unknown tool, tool error, timeout) is an error message, never a panic.
-    pub fn run(&self, turn: &str) -> ToolOutcome {
+    /// Run a call as read from the model's turn. Every failure (unreadable call, unknown tool,
+    /// tool error, timeout) is an error message, never a panic.
+    pub fn run(&self, call: Result<call::ToolCall, String>) -> ToolOutcome {
         let started = Instant::now();
-        let result = call::parse_last_call(turn).and_then(|c| self.run_call(&c));
+        let result = call.and_then(|c| self.run_call(&c));
         let secs = started.elapsed().as_secs_f64();
         match result {
             Ok(content) => ToolOutcome {

@@ -7,20 +7,27 @@
 //! Hermes/Qwen2.5 wording and each result is a `tool` message whose content is the Hermes
 //! `<tool_response>…</tool_response>` block. Without chat (`--no-chat`) the same texts are raw.
 //!
+//! The call syntax ([`CallSyntax`]) is the one the template writes: a probe conversation with
+//! one call is rendered and read (see [`syntax`](super::syntax)).
+//!
 //! A result is inserted as the tokens the template puts between the model's tool call and the
-//! model's next turn: the end of the assistant turn, the tool turn, and the generation prompt.
-//! They are found once by rendering a conversation with placeholders.
+//! model's next turn: the end of the assistant turn (unless the model wrote it: Llama 3's
+//! `<|eot_id|>`), the tool turn, and the generation prompt. They are found once by rendering a
+//! conversation with placeholders.
 //!
 //! Owns the prompt and tool-result texts. Must not know how tools run or how the engine resumes.
 
 use anyhow::{bail, Context, Result};
 use rlvr_models::{ChatMessage, TextTokenizer};
+use rlvr_runtime::SamplingParams;
 use serde_json::Value;
 
-use super::{call, ToolSpec};
+use super::call::{self, ToolCall};
+pub use super::syntax::CallSyntax;
+use super::syntax::{self, RESULT_MARK};
+use super::ToolSpec;
 
 const ASSISTANT_MARK: &str = "\u{E001}";
-const RESULT_MARK: &str = "\u{E000}";
 
 /// The prompt of `question`: with the tools offered when there are any, else as a plain prompt
 /// (chat-rendered unless `chat = false`).
@@ -46,9 +53,13 @@ pub struct ToolFormat {
     schemas: Value,
     /// The Hermes system text (templates without tools, and raw prompts).
     system: String,
+    /// How the model writes a call, and where its turn pauses.
+    syntax: CallSyntax,
     /// Text before and after a result, between the model's call and its next turn.
     before: String,
     after: String,
+    /// The template writes results as JSON strings (Llama 3.1's `content | tojson`).
+    quoted: bool,
 }
 
 /// The Hermes / Qwen2.5 tool instructions.
@@ -76,21 +87,55 @@ impl ToolFormat {
         let native = chat && tok.template_knows_tools();
         let schemas = Value::Array(specs.iter().map(ToolSpec::to_json).collect());
         let system = hermes_system(specs);
-        let (before, after) = if !chat {
-            let text = format!("\n{}\n", hermes_response(RESULT_MARK));
-            split_at_mark(&text)?
-        } else {
-            let tail = result_turn(tok, native, &schemas)?;
-            split_at_mark(&tail)?
-        };
-        Ok(Self {
+        let format = |syntax, (before, after), quoted| Self {
             chat,
             native,
-            schemas,
-            system,
+            schemas: schemas.clone(),
+            system: system.clone(),
+            syntax,
             before,
             after,
-        })
+            quoted,
+        };
+        if native {
+            if let Some(bare) = syntax::probe_bare_json(tok, &schemas)? {
+                let syntax = CallSyntax::BareJson {
+                    turn_end: bare.turn_end,
+                };
+                return Ok(format(syntax, (bare.before, bare.after), bare.quoted));
+            }
+        }
+        let split = if !chat {
+            split_at_mark(&format!("\n{}\n", hermes_response(RESULT_MARK)))?
+        } else {
+            split_at_mark(&result_turn(tok, native, &schemas)?)?
+        };
+        Ok(format(CallSyntax::Hermes, split, false))
+    }
+
+    /// How the model writes a call (and where its turns pause).
+    pub fn syntax(&self) -> &CallSyntax {
+        &self.syntax
+    }
+
+    /// Make `params` pause where a call may have been written: at `</tool_call>` (Hermes), or at
+    /// every end of an assistant turn (bare JSON: the turn is read when it ends).
+    pub fn pause_on(&self, params: &mut SamplingParams) {
+        match &self.syntax {
+            CallSyntax::Hermes => params.pause_strings.push(call::CALL_CLOSE.to_string()),
+            CallSyntax::BareJson { turn_end } => params
+                .pause_token_seqs
+                .extend(turn_end.iter().map(|&t| vec![t])),
+        }
+    }
+
+    /// The call in a paused turn (the model's text since its turn began): `None` when the turn
+    /// is no call (bare JSON: the model answered), else the call or the error message for it.
+    pub fn read_call(&self, turn: &str) -> Option<Result<ToolCall, String>> {
+        match &self.syntax {
+            CallSyntax::Hermes => Some(call::parse_last_call(turn)),
+            CallSyntax::BareJson { .. } => call::parse_bare_call(turn),
+        }
     }
 
     /// Whether the template renders tools itself (else the Hermes system message is used).
@@ -132,6 +177,10 @@ impl ToolFormat {
             )
         } else {
             content.to_string()
+        };
+        let content = match self.quoted {
+            true => Value::String(content).to_string(),
+            false => content,
         };
         let text = format!("{}{content}{}", self.before, self.after);
         Ok(tok.encode(&text, false)?)

@@ -1,7 +1,8 @@
-//! Multi-turn rollouts on the engine: every sample pauses when it closes a tool call
-//! (`</tool_call>`), the call runs on its own thread while the other samples keep decoding, and
-//! the result's tokens are inserted and the sample resumes; until the model ends its turn
-//! without a call, the turn limit, or the token budget.
+//! Multi-turn rollouts on the engine: every sample pauses where it may have written a tool call
+//! (at `</tool_call>`; in Llama 3's bare-JSON form at every end of its turn, which then ends the
+//! sample unless the turn was a call), the call runs on its own thread while the other samples
+//! keep decoding, and the result's tokens are inserted and the sample resumes; until the model
+//! ends its turn without a call, the turn limit, or the token budget.
 //!
 //! Owns the turn loop and the per-sample tool statistics. Must not know about rewards or
 //! training: it returns completions (with their inserted-token flags) and what the model wrote.
@@ -14,7 +15,6 @@ use rlvr_models::TextTokenizer;
 use rlvr_runtime::{Completion, Engine, FinishReason, Request};
 use serde::{Deserialize, Serialize};
 
-use super::call::CALL_CLOSE;
 use super::render::ToolFormat;
 use super::{ToolBox, ToolOutcome, Tools};
 
@@ -83,7 +83,7 @@ pub fn generate_with_tools(
 ) -> Result<Vec<ToolRollout>> {
     let mut first = None;
     for r in &mut requests {
-        r.params.pause_strings.push(CALL_CLOSE.to_string());
+        format.pause_on(&mut r.params);
     }
     for r in requests {
         let index = engine.add_request(r)?;
@@ -108,15 +108,19 @@ pub fn generate_with_tools(
                 done.push(c);
                 continue;
             }
+            let Some(call) = format.read_call(&turn_text(tok, &c)?) else {
+                // A turn that ended with no call: the model's answer, ended by its EOS.
+                done.push(engine.finish_paused(key.0, key.1, FinishReason::Eos)?);
+                continue;
+            };
             st.calls += 1;
             if st.calls > toolbox.max_turns {
                 done.push(engine.finish_paused(key.0, key.1, FinishReason::ToolCall)?);
                 continue;
             }
-            let turn = turn_text(tok, &c)?;
             let (tools, tx) = (toolbox.clone(), tx.clone());
             std::thread::spawn(move || {
-                let _ = tx.send((key, tools.run(&turn)));
+                let _ = tx.send((key, tools.run(call)));
             });
             in_flight += 1;
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod llama3_model;
 pub mod run;
 mod tiny_model;
 pub mod train;
