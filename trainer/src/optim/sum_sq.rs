@@ -35,48 +35,53 @@ pub(crate) fn grad_sums(items: &[(&Tensor, Option<&Tensor>)]) -> Result<Vec<Grad
     }
 }
 
-/// `Σ g²` (and with `m`, `Σ m·g` and `Σ m²`) of one tensor.
+/// `Σ g²` (and with `m`, `Σ m·g` and `Σ m²`) of one tensor: the vectorised chunk pass for
+/// contiguous CPU f32 data, else candle ops in f64.
 fn tensor_sums(g: &Tensor, m: Option<&Tensor>) -> Result<GradSums> {
-    let Some(m) = m else {
-        let fused = with_f32(g, |g| {
-            let gg = chunked(g.par_chunks(CHUNK).map(|c| vectorized(SumSq(c))));
-            GradSums {
-                gg,
-                mg: 0.0,
-                mm: 0.0,
-            }
-        });
-        return match fused {
-            Some(sums) => Ok(sums),
-            None => Ok(GradSums {
-                gg: composed_sum(&g.sqr()?)?,
-                mg: 0.0,
-                mm: 0.0,
-            }),
-        };
-    };
-    if m.elem_count() == g.elem_count() {
-        let fused = with_f32(g, |g| {
-            with_f32(m, |m| {
-                let chunks = g.par_chunks(CHUNK).zip(m.par_chunks(CHUNK));
-                let sums: Vec<[f64; 3]> = chunks.map(|(g, m)| vectorized(DotSums(g, m))).collect();
-                let s = sums
-                    .iter()
-                    .fold([0.0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
-                GradSums {
-                    gg: s[0],
-                    mg: s[1],
-                    mm: s[2],
-                }
-            })
-        });
-        if let Some(Some(sums)) = fused {
-            return Ok(sums);
-        }
+    match fused_sums(g, m) {
+        Some(sums) => Ok(sums),
+        None => composed_sums(g, m),
     }
-    let (g64, m64) = (g.to_dtype(DType::F64)?, m.to_dtype(DType::F64)?);
+}
+
+/// The chunk pass; `None` unless g (and m, of the same size) are contiguous CPU f32.
+fn fused_sums(g: &Tensor, m: Option<&Tensor>) -> Option<GradSums> {
+    let Some(m) = m else {
+        return with_f32(g, |g| GradSums {
+            gg: chunked(g.par_chunks(CHUNK).map(|c| vectorized(SumSq(c)))),
+            ..GradSums::default()
+        });
+    };
+    if m.elem_count() != g.elem_count() {
+        return None;
+    }
+    with_f32(g, |g| {
+        with_f32(m, |m| {
+            let chunks = g.par_chunks(CHUNK).zip(m.par_chunks(CHUNK));
+            let sums: Vec<[f64; 3]> = chunks.map(|(g, m)| vectorized(DotSums(g, m))).collect();
+            let [gg, mg, mm] = sums
+                .iter()
+                .fold([0.0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
+            GradSums { gg, mg, mm }
+        })
+    })
+    .flatten()
+}
+
+/// The sums by candle ops, every product taken in f64 (a 16-bit gradient squared in its own
+/// dtype would round, or overflow in f16).
+fn composed_sums(g: &Tensor, m: Option<&Tensor>) -> Result<GradSums> {
+    let g64 = g.to_dtype(DType::F64)?;
+    let gg = composed_sum(&g64.sqr()?)?;
+    let Some(m) = m else {
+        return Ok(GradSums {
+            gg,
+            ..GradSums::default()
+        });
+    };
+    let m64 = m.to_dtype(DType::F64)?;
     Ok(GradSums {
-        gg: composed_sum(&g64.sqr()?)?,
+        gg,
         mg: composed_sum(&(&m64 * &g64)?)?,
         mm: composed_sum(&m64.sqr()?)?,
     })
@@ -87,9 +92,9 @@ fn chunked(chunks: impl IndexedParallelIterator<Item = f64>) -> f64 {
     chunks.collect::<Vec<f64>>().into_iter().sum()
 }
 
-/// Sum of all elements of `t` in f64, by candle ops.
+/// Sum of all elements of the f64 tensor `t`, by candle ops.
 fn composed_sum(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?)
+    Ok(t.sum_all()?.to_scalar::<f64>()?)
 }
 
 /// Interleaved read streams per chunk: `Σ g²` reads one array, the dot sums two.
@@ -227,5 +232,28 @@ mod tests {
             let composed = grad_sums(&[(&g64, Some(&m64))]).unwrap()[0];
             assert!(close(composed.gg, gg) && close(composed.mg, mg) && close(composed.mm, mm));
         }
+    }
+
+    /// A 16-bit gradient is summed in f64: 300² overflows f16 (max 65504) and 1e-4² underflows
+    /// it, neither may reach the norm.
+    #[test]
+    fn half_precision_gradients_are_squared_in_f64() {
+        let values = [300.0f32, -1e-4, 2.5];
+        let g = Tensor::new(&values, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let m = g.affine(0.5, 0.0).unwrap();
+        let exact: Vec<f64> = g.to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        let gg: f64 = exact.iter().map(|x| x * x).sum();
+        let sums = grad_sums(&[(&g, None), (&g, Some(&m))]).unwrap();
+        for s in &sums {
+            assert!(
+                s.gg.is_finite() && (s.gg - gg).abs() <= 1e-12 * gg,
+                "{s:?} vs {gg}"
+            );
+        }
+        assert!((sums[1].mg - gg / 2.0).abs() <= 1e-12 * gg);
+        assert!((sums[1].mm - gg / 4.0).abs() <= 1e-12 * gg);
     }
 }
