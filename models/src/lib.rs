@@ -9,6 +9,7 @@ pub mod attention;
 pub mod config;
 pub mod device_mem;
 pub mod error;
+pub mod exp;
 pub mod gguf;
 mod gguf_tokenizer;
 mod kernels;

@@ -5,7 +5,8 @@
 //!   position → cache slot arithmetic.
 //! - `scheduler`: admission, chunked prefill, copy-on-write and preemption → a step plan.
 //! - `runner`: packs a step into one row, runs the model over the KV backend, returns logits.
-//! - [`paged_attention`]: the KV backend trait and the CPU backend (attention over block tables).
+//! - [`paged_attention`]: the KV backend trait and the CPU backend (its cache and step).
+//! - `cpu_attention`: the CPU kernel: one token's attention over its blocks.
 //! - [`sampler`]: temperature / top-k / top-p / min-p with per-request seeds; raw log-probs and
 //!   entropies (one row on the host).
 //! - [`device_sampler`]: greedy / full-distribution draws as tensor ops on the logits' device.
@@ -14,6 +15,7 @@
 //! - [`naive`]: a full-recompute reference generator (tests and the no-cache baseline).
 
 pub mod block_manager;
+mod cpu_attention;
 #[cfg(feature = "cuda")]
 pub mod cuda_backend;
 pub mod device_sampler;

@@ -9,10 +9,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
-use rlvr_models::simd::{vectorized, HotLoop};
+use rlvr_models::simd::vectorized;
 use rlvr_models::{Attention, ModelConfig};
 
-use crate::block_manager::cache_slot;
+use crate::cpu_attention::{Shape, TokenAttention};
 
 /// Where one scheduled token lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,9 @@ pub trait KvBackend: Send {
     }
 }
 
-/// KV storage in host memory: per layer, `[num_blocks × block_size, n_kv_heads, head_dim]` f32.
+/// KV storage in host memory, f32, per layer: values `[num_blocks × block_size, n_kv_heads,
+/// head_dim]`, keys transposed within each block (`[num_blocks, n_kv_heads, head_dim,
+/// block_size]`, see [`crate::cpu_attention`]).
 pub struct CpuKvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -96,13 +98,20 @@ impl CpuKvCache {
 }
 
 impl CpuKvCache {
-    /// Store the step's keys and values `[T, n_kv × head_dim]` at their tokens' slots.
-    fn write(&mut self, layer: usize, layout: &StepLayout, k: &[f32], v: &[f32]) {
+    /// Store the step's keys and values `[T, n_kv × head_dim]` at their tokens' slots, keys in
+    /// the kernel's transposed block layout (see [`crate::cpu_attention`]).
+    fn write(&mut self, layer: usize, layout: &StepLayout, shape: Shape, k: &[f32], v: &[f32]) {
         let row = self.n_kv * self.head_dim;
         let (k_cache, v_cache) = (&mut self.k[layer], &mut self.v[layer]);
         for (i, token) in layout.tokens.iter().enumerate() {
-            let dst = token.slot as usize * row;
-            k_cache[dst..dst + row].copy_from_slice(&k[i * row..(i + 1) * row]);
+            let slot = token.slot as usize;
+            let k_row = &k[i * row..(i + 1) * row];
+            for (kv_head, k_head) in k_row.chunks_exact(self.head_dim).enumerate() {
+                for (d, &x) in k_head.iter().enumerate() {
+                    k_cache[shape.key_index(slot, kv_head, d)] = x;
+                }
+            }
+            let dst = slot * row;
             v_cache[dst..dst + row].copy_from_slice(&v[i * row..(i + 1) * row]);
         }
     }
@@ -127,11 +136,9 @@ impl KvBackend for CpuKvCache {
     }
 
     fn attention<'a>(&'a mut self, layout: &'a StepLayout) -> Box<dyn Attention + 'a> {
-        let block_size = self.block_size;
         Box::new(CpuPagedAttention {
             cache: self,
             layout,
-            slots: token_slots(layout, block_size),
         })
     }
 }
@@ -139,150 +146,10 @@ impl KvBackend for CpuKvCache {
 struct CpuPagedAttention<'a> {
     cache: &'a mut CpuKvCache,
     layout: &'a StepLayout,
-    /// Per token, the cache rows of its positions `0..=pos`: the same for every layer, so
-    /// built once per step.
-    slots: Vec<Vec<usize>>,
-}
-
-/// The cache rows each token of `layout` attends to.
-fn token_slots(layout: &StepLayout, block_size: usize) -> Vec<Vec<usize>> {
-    layout
-        .tokens
-        .par_iter()
-        .map(|token| {
-            let table = &layout.block_tables[token.seq_index as usize];
-            (0..=token.pos as usize)
-                .map(|pos| cache_slot(table, block_size, pos))
-                .collect()
-        })
-        .collect()
 }
 
 fn flat_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
-}
-
-/// Dot product with sixteen independent lanes (one AVX-512 register, two AVX2 ones), so it
-/// vectorises without reassociation and sums in the same order on every CPU.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut half = [0f32; LANES / 2];
-    for l in 0..LANES / 2 {
-        half[l] = acc[l] + acc[l + LANES / 2];
-    }
-    let mut s =
-        (half[0] + half[4]) + (half[1] + half[5]) + (half[2] + half[6]) + (half[3] + half[7]);
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
-/// Head counts and size of the attention.
-#[derive(Debug, Clone, Copy)]
-struct Heads {
-    n_heads: usize,
-    n_kv: usize,
-    head_dim: usize,
-}
-
-/// Attention of one token over its sequence's cached keys and values.
-/// `q`: `[n_heads, head_dim]`; `out`: `[n_heads, head_dim]` (zeroed); `slots`: cache rows of
-/// positions `0..=pos`.
-#[inline(always)]
-fn token_attention(
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    slots: &[usize],
-    heads: Heads,
-    out: &mut [f32],
-) {
-    let Heads {
-        n_heads,
-        n_kv,
-        head_dim,
-    } = heads;
-    let group = n_heads / n_kv;
-    let row = n_kv * head_dim;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let n_keys = slots.len();
-    let mut scores = vec![0f32; group * n_keys];
-    for kv_head in 0..n_kv {
-        for (key, &slot) in slots.iter().enumerate() {
-            let base = slot * row + kv_head * head_dim;
-            let k = &k_cache[base..base + head_dim];
-            for member in 0..group {
-                let head = kv_head * group + member;
-                let q_head = &q[head * head_dim..(head + 1) * head_dim];
-                scores[member * n_keys + key] = dot(q_head, k) * scale;
-            }
-        }
-        for member_scores in scores.chunks_exact_mut(n_keys) {
-            let max = member_scores
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f32;
-            for x in member_scores.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in member_scores.iter_mut() {
-                *x *= inv;
-            }
-        }
-        for (key, &slot) in slots.iter().enumerate() {
-            let base = slot * row + kv_head * head_dim;
-            let v = &v_cache[base..base + head_dim];
-            for member in 0..group {
-                let head = kv_head * group + member;
-                let weight = scores[member * n_keys + key];
-                for (o, &x) in out[head * head_dim..(head + 1) * head_dim]
-                    .iter_mut()
-                    .zip(v)
-                {
-                    *o += weight * x;
-                }
-            }
-        }
-    }
-}
-
-/// One token's attention as a [`HotLoop`], so it runs compiled for the widest vector
-/// instructions the CPU has (`RLVR_NO_AVX=1` forces the baseline build).
-struct TokenAttention<'a> {
-    q: &'a [f32],
-    k_cache: &'a [f32],
-    v_cache: &'a [f32],
-    slots: &'a [usize],
-    heads: Heads,
-    out: &'a mut [f32],
-}
-
-impl HotLoop for TokenAttention<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        token_attention(
-            self.q,
-            self.k_cache,
-            self.v_cache,
-            self.slots,
-            self.heads,
-            self.out,
-        )
-    }
 }
 
 impl Attention for CpuPagedAttention<'_> {
@@ -294,27 +161,31 @@ impl Attention for CpuPagedAttention<'_> {
         v: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (num_tokens, n_heads, head_dim) = self.layout.packed_dims(q)?;
-        let heads = Heads {
+        let shape = Shape {
             n_heads,
             n_kv: self.cache.n_kv,
             head_dim,
+            block_size: self.cache.block_size,
         };
         let q_dtype = q.dtype();
         let (q, k, v) = (flat_f32(q)?, flat_f32(k)?, flat_f32(v)?);
         // Write this step's keys and values first, so tokens of a chunk see each other.
-        self.cache.write(layer, self.layout, &k, &v);
+        self.cache.write(layer, self.layout, shape, &k, &v);
         let (k_cache, v_cache) = (&self.cache.k[layer], &self.cache.v[layer]);
         let q_row = n_heads * head_dim;
         let mut out = vec![0f32; num_tokens * q_row];
-        let slots = &self.slots;
+        let layout = self.layout;
         out.par_chunks_mut(q_row).enumerate().for_each(|(i, o)| {
-            let q_token = &q[i * q_row..(i + 1) * q_row];
+            let token = layout.tokens[i];
+            let n_keys = token.pos as usize + 1;
+            let table = &layout.block_tables[token.seq_index as usize];
             vectorized(TokenAttention {
-                q: q_token,
+                q: &q[i * q_row..(i + 1) * q_row],
                 k_cache,
                 v_cache,
-                slots: &slots[i],
-                heads,
+                blocks: &table[..n_keys.div_ceil(shape.block_size)],
+                n_keys,
+                shape,
                 out: o,
             });
         });
