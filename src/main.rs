@@ -8,6 +8,7 @@ mod common;
 mod device_check;
 mod gen_cmds;
 mod hub;
+mod malloc_tuning;
 mod model_cmds;
 mod prompt_fit;
 mod push_cmd;
@@ -59,6 +60,7 @@ enum Command {
 }
 
 fn main() {
+    malloc_tuning::apply();
     let cli = Cli::parse();
     let result: Result<()> = match &cli.command {
         Command::Pull(args) => model_cmds::pull(args),
