@@ -7,14 +7,15 @@
 //! truncation error, `r⁸/8! ≤ 5.4e-9`, is below f32 rounding); `2ⁿ` built in the exponent
 //! bits. Only adds, multiplies, compares and integer bit operations, so a loop over it
 //! vectorises and gives the same bits at every vector width (see [`crate::simd`]). Relative
-//! error within a few ulp (test below); `exp(0) == 1` exactly; results that would be subnormal
-//! flush to 0; NaN stays NaN.
+//! error within a few ulp (test below); `exp(0) == 1` exactly; inputs below −87.33 give 0 and
+//! above 88.72 give +inf (the true limits are a hair wider); NaN stays NaN.
 //!
 //! Owns this one function; must not know what its callers compute.
 
-/// Below this, eˣ is subnormal or 0 in f32: the result is 0.
+/// Below this the result is 0 (eˣ is under 1.2e-38 there: subnormal, or 0 in f32 from −103.3).
 const UNDERFLOW: f32 = -87.33;
-/// Above this, eˣ overflows f32: the result is +inf.
+/// Above this the result is +inf (f32 overflows from 88.7228; the few values between give +inf
+/// too early).
 const OVERFLOW: f32 = 88.72;
 /// `1.5·2²³`: adding it rounds an f32 of magnitude < 2²² to an integer (to nearest, ties to
 /// even) and leaves that integer in the low mantissa bits.

@@ -101,12 +101,12 @@ impl CpuKvCache {
     /// Store the step's keys and values `[T, n_kv × head_dim]` at their tokens' slots, keys in
     /// the kernel's transposed block layout (see [`crate::cpu_attention`]).
     fn write(&mut self, layer: usize, layout: &StepLayout, shape: Shape, k: &[f32], v: &[f32]) {
-        let row = self.n_kv * self.head_dim;
+        let row = shape.n_kv * shape.head_dim;
         let (k_cache, v_cache) = (&mut self.k[layer], &mut self.v[layer]);
         for (i, token) in layout.tokens.iter().enumerate() {
             let slot = token.slot as usize;
             let k_row = &k[i * row..(i + 1) * row];
-            for (kv_head, k_head) in k_row.chunks_exact(self.head_dim).enumerate() {
+            for (kv_head, k_head) in k_row.chunks_exact(shape.head_dim).enumerate() {
                 for (d, &x) in k_head.iter().enumerate() {
                     k_cache[shape.key_index(slot, kv_head, d)] = x;
                 }
@@ -161,6 +161,14 @@ impl Attention for CpuPagedAttention<'_> {
         v: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (num_tokens, n_heads, head_dim) = self.layout.packed_dims(q)?;
+        if head_dim != self.cache.head_dim || n_heads % self.cache.n_kv != 0 {
+            candle_core::bail!(
+                "paged attention: {n_heads} query heads of size {head_dim} do not fit a cache of \
+                 {} kv heads of size {}",
+                self.cache.n_kv,
+                self.cache.head_dim
+            );
+        }
         let shape = Shape {
             n_heads,
             n_kv: self.cache.n_kv,
