@@ -142,6 +142,20 @@ pub fn swiglu_train(g: &Tensor, u: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swiglu_kernel_equals_candles_ops_bit_for_bit() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let g = (Tensor::randn(0f32, 3.0, (64, 1536), &dev)? - 0.5)?;
+        let u = Tensor::randn(0f32, 1.0, (64, 1536), &dev)?;
+        let want = (g.silu()? * &u)?.flatten_all()?.to_vec1::<f32>()?;
+        let got = swiglu_train(&g, &u)?.flatten_all()?.to_vec1::<f32>()?;
+        assert!(want
+            .iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        Ok(())
+    }
     use crate::testing::{check, randt};
 
     #[test]

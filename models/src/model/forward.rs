@@ -437,12 +437,12 @@ impl Pass<'_> {
         }
     }
 
+    /// The row-parallel CPU kernel in every mode: it computes candle's `silu(g) · u` bit for bit
+    /// (`ops::tests::swiglu_kernel_equals_candles_ops_bit_for_bit`), whereas candle's two
+    /// elementwise ops run on one thread (~4% of a CPU decode step's samples, on the thread
+    /// that the rest waits for). Other devices and dtypes get candle's ops either way.
     fn swiglu(&self, g: &Tensor, u: &Tensor) -> candle_core::Result<Tensor> {
-        if self.fused() {
-            g.silu()? * u
-        } else {
-            swiglu_train(g, u)
-        }
+        swiglu_train(g, u)
     }
 
     /// The injected attention, or with a tape the CPU causal kernel whose operands the
