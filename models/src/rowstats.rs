@@ -7,10 +7,7 @@
 //! lanes are summed in a fixed order, so every CPU gives the same bits.
 
 use crate::exp::exp;
-use crate::simd::{vectorized, HotLoop};
-
-/// Lanes of the row pass (one AVX-512 register of f32).
-const LANES: usize = 16;
+use crate::simd::{lane_max, lane_sum, vectorized, HotLoop, LANES};
 
 /// One pass at T = 1: (log-sum-exp, entropy); `exps`, if given, receives exp(x − max).
 /// Entropy uses H = lse − Σ p·x.
@@ -28,7 +25,7 @@ impl HotLoop for LseEntropy<'_> {
 
     #[inline(always)]
     fn run(self) -> (f64, f64) {
-        let max = row_max(self.row);
+        let max = lane_max(self.row);
         let (z, zx) = match self.exps {
             Some(out) => {
                 out.clear();
@@ -39,26 +36,6 @@ impl HotLoop for LseEntropy<'_> {
         };
         (max as f64 + z.ln(), z.ln() - zx / z)
     }
-}
-
-/// The largest value of `row` (NaN ignored, as `f32::max` does; −inf for an empty row).
-#[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for l in 0..LANES {
-            lanes[l] = if chunk[l] > lanes[l] {
-                chunk[l]
-            } else {
-                lanes[l]
-            };
-        }
-    }
-    rest.iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// `(Σ e, Σ e·(x − max))` with `e = exp(x − max)`, in f64; with `STORE`, `out[i] = e`.
@@ -90,16 +67,6 @@ fn shifted_exp_sums<const STORE: bool>(row: &[f32], max: f32, out: &mut [f32]) -
         }
     }
     (lane_sum(&z), lane_sum(&zx))
-}
-
-/// The lanes summed pairwise in a fixed order.
-#[inline(always)]
-fn lane_sum(lanes: &[f64; LANES]) -> f64 {
-    let mut half = [0f64; LANES / 2];
-    for l in 0..LANES / 2 {
-        half[l] = lanes[l] + lanes[l + LANES / 2];
-    }
-    (half[0] + half[4]) + (half[1] + half[5]) + ((half[2] + half[6]) + (half[3] + half[7]))
 }
 
 /// Log-prob of `target` and entropy of the row's distribution (T = 1).

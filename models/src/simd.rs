@@ -9,7 +9,8 @@
 //! add, multiply, divide and square root are the same IEEE operations as the scalar ones, so a
 //! loop gives the same bits in every version.
 //!
-//! Owns the CPU feature check. Must not know what the loops compute.
+//! Owns the CPU feature check and the sixteen-lane reductions the loops share. Must not know
+//! what the loops compute.
 
 /// The vector instruction sets [`vectorized`] can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,42 @@ fn detect() -> Level {
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Level {
     Level::Baseline
+}
+
+/// Lanes of the sixteen-lane loops (one AVX-512 register of f32, two AVX2 ones): a loop that
+/// keeps `LANES` independent partial results vectorises without reassociation, and
+/// [`lane_sum`] / [`lane_max`] combine them in a fixed order, so every CPU gives the same bits.
+pub const LANES: usize = 16;
+
+/// The lanes summed pairwise in a fixed order.
+#[inline(always)]
+pub fn lane_sum<T: Copy + Default + std::ops::Add<Output = T>>(lanes: &[T; LANES]) -> T {
+    let mut half = [T::default(); LANES / 2];
+    for l in 0..LANES / 2 {
+        half[l] = lanes[l] + lanes[l + LANES / 2];
+    }
+    ((half[0] + half[4]) + (half[1] + half[5])) + ((half[2] + half[6]) + (half[3] + half[7]))
+}
+
+/// The largest value of `xs` in sixteen lanes (NaN ignored, as `f32::max` does; −inf for an
+/// empty slice).
+#[inline(always)]
+pub fn lane_max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..LANES {
+            lanes[l] = if chunk[l] > lanes[l] {
+                chunk[l]
+            } else {
+                lanes[l]
+            };
+        }
+    }
+    rest.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// A loop for [`vectorized`]. Implement `run` with `#[inline(always)]` (and keep what it calls

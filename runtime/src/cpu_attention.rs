@@ -18,10 +18,7 @@
 //! Owns the arithmetic only; must not know about sequences, blocks being free or scheduling.
 
 use rlvr_models::exp::exp;
-use rlvr_models::simd::HotLoop;
-
-/// Lanes of the softmax loops (one AVX-512 register of f32).
-const LANES: usize = 16;
+use rlvr_models::simd::{lane_max, lane_sum, HotLoop, LANES};
 
 /// The attention's sizes.
 #[derive(Debug, Clone, Copy)]
@@ -243,22 +240,7 @@ fn softmax_scaled(x: &mut [f32], scale: f32) {
     for v in x.iter_mut() {
         *v *= scale;
     }
-    let mut max_lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for l in 0..LANES {
-            max_lanes[l] = if chunk[l] > max_lanes[l] {
-                chunk[l]
-            } else {
-                max_lanes[l]
-            };
-        }
-    }
-    let max = rest
-        .iter()
-        .chain(&max_lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = lane_max(x);
     let mut sum_lanes = [0f32; LANES];
     let mut chunks = x.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
@@ -271,12 +253,7 @@ fn softmax_scaled(x: &mut [f32], scale: f32) {
         *v = exp(*v - max);
         sum_lanes[l] += *v;
     }
-    let mut half = [0f32; LANES / 2];
-    for l in 0..LANES / 2 {
-        half[l] = sum_lanes[l] + sum_lanes[l + LANES / 2];
-    }
-    let sum =
-        ((half[0] + half[4]) + (half[1] + half[5])) + ((half[2] + half[6]) + (half[3] + half[7]));
+    let sum = lane_sum(&sum_lanes);
     let inv = 1.0 / sum;
     for v in x.iter_mut() {
         *v *= inv;
@@ -322,6 +299,44 @@ mod tests {
             .collect()
     }
 
+    /// The key cache in the kernel's transposed layout, from rows `[slot][n_kv][head_dim]`.
+    fn transposed_keys(k_rows: &[f32], s: Shape) -> Vec<f32> {
+        let row = s.n_kv * s.head_dim;
+        let mut k_cache = vec![0f32; k_rows.len()];
+        for slot in 0..k_rows.len() / row {
+            for h in 0..s.n_kv {
+                for d in 0..s.head_dim {
+                    k_cache[s.key_index(slot, h, d)] = k_rows[slot * row + h * s.head_dim + d];
+                }
+            }
+        }
+        k_cache
+    }
+
+    /// The kernel's output for one token whose keys are `k_rows` (as rows) in `blocks`.
+    fn attend(
+        q: &[f32],
+        k_rows: &[f32],
+        v_rows: &[f32],
+        blocks: &[u32],
+        n_keys: usize,
+        s: Shape,
+    ) -> Vec<f32> {
+        let k_cache = transposed_keys(k_rows, s);
+        let mut out = vec![f32::NAN; s.n_heads * s.head_dim];
+        TokenAttention {
+            q,
+            k_cache: &k_cache,
+            v_cache: v_rows,
+            blocks,
+            n_keys,
+            shape: s,
+            out: &mut out,
+        }
+        .compute();
+        out
+    }
+
     #[test]
     fn matches_an_f64_reference_for_every_kernel_variant() {
         // (heads, kv heads, head_dim, block_size): the specialised block sizes and head dims
@@ -343,32 +358,13 @@ mod tests {
             let row = n_kv * head_dim;
             let k_rows = values(num_blocks * block_size * row, 1);
             let v_rows = values(num_blocks * block_size * row, 2);
-            // The key cache in the kernel's transposed layout.
-            let mut k_cache = vec![0f32; k_rows.len()];
-            for slot in 0..num_blocks * block_size {
-                for h in 0..n_kv {
-                    for d in 0..head_dim {
-                        k_cache[s.key_index(slot, h, d)] = k_rows[slot * row + h * head_dim + d];
-                    }
-                }
-            }
             let blocks: Vec<u32> =
                 [5u32, 2, 7, 0, 3, 1, 6, 4][..n_keys.div_ceil(block_size)].to_vec();
             let slots: Vec<usize> = (0..n_keys)
                 .map(|p| blocks[p / block_size] as usize * block_size + p % block_size)
                 .collect();
             let q = values(n_heads * head_dim, 3);
-            let mut out = vec![f32::NAN; n_heads * head_dim];
-            TokenAttention {
-                q: &q,
-                k_cache: &k_cache,
-                v_cache: &v_rows,
-                blocks: &blocks,
-                n_keys,
-                shape: s,
-                out: &mut out,
-            }
-            .compute();
+            let out = attend(&q, &k_rows, &v_rows, &blocks, n_keys, s);
             let want = reference(&q, &k_rows, &v_rows, &slots, s);
             for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
                 assert!(
@@ -393,28 +389,9 @@ mod tests {
                 head_dim,
                 block_size,
             };
-            let mut k_cache = vec![0f32; k_rows.len()];
-            for slot in 0..64 {
-                for h in 0..n_kv {
-                    for d in 0..head_dim {
-                        k_cache[s.key_index(slot, h, d)] = k_rows[slot * row + h * head_dim + d];
-                    }
-                }
-            }
             // Blocks in order, so position p is slot p at every block size.
             let blocks: Vec<u32> = (0..n_keys.div_ceil(block_size) as u32).collect();
-            let mut out = vec![0f32; n_heads * head_dim];
-            TokenAttention {
-                q: &q,
-                k_cache: &k_cache,
-                v_cache: &v_rows,
-                blocks: &blocks,
-                n_keys,
-                shape: s,
-                out: &mut out,
-            }
-            .compute();
-            out
+            attend(&q, &k_rows, &v_rows, &blocks, n_keys, s)
         };
         let at16 = run(16);
         for block_size in [4, 8, 32] {
